@@ -1,0 +1,45 @@
+# Emerald: `make demo` runs three nights end to end; `make test` runs the tests.
+# Both set up .venv (Python 3.10, uv, the lock in requirements.txt) when missing.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export UV_PYTHON_DOWNLOADS ?= never
+# Airflow for the CLI and tests: its own home under EMERALD_HOME, our dags/ and plugins/.
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+
+.PHONY: all demo test test-quick compile check-compiled lock install bench clean-home help
+
+help:
+	@echo "make demo      synthesise data, run three nights through Airflow"
+	@echo "make test      the whole test suite (make test-quick: without slow end-to-end tests)"
+	@echo "make compile   rebuild include/compiled/ after changing the pipeline or config"
+	@echo "make bench     run the benchmarks, write BENCHMARKS.md"
+
+$(STAMP): requirements.txt pyproject.toml
+	@bash scripts/bootstrap.sh
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Re-resolve the lock after editing requirements.in.
+lock:
+	uv pip compile --python-version 3.10 --exclude-newer 2025-02-15 requirements.in -o requirements.txt
+
+compile: $(STAMP)
+	$(BIN)/emerald compile
+
+check-compiled: $(STAMP)
+	$(BIN)/emerald compile --check
+
+demo: $(STAMP)
+	$(BIN)/python -m pipeline_src.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_parse.py

@@ -1,0 +1,1 @@
+"""Emerald: nightly lion / tiger / bear retraining, a TFX pipeline run by Airflow."""

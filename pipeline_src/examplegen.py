@@ -1,0 +1,229 @@
+"""ExampleGen for image spans: the corpus plus one span per Toto night.
+
+The stock FileBasedExampleGen reads CSV/TFRecord/Parquet; images need decoding
+to derive the features skew and drift are computed on (TFDV sees nothing in
+raw bytes). The output is an Examples artifact whose `span` is tonight's date
+(days since the epoch) with three splits:
+
+- train:    the corpus and every Toto night before tonight;
+- eval:     tonight's Toto night, so evaluation looks like tomorrow; a hash
+            split of the corpus on a night with no Toto images (or always,
+            with eval_split="hash");
+- previous: the last Toto night before tonight, the drift baseline; tonight's
+            own images when there is no earlier night (drift is then zero, and
+            the `previous_night` property says "none").
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, channel, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from pipeline_src import features, images
+
+NIGHT_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EPOCH = dt.date(1970, 1, 1)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceImage:
+    path: Path
+    label: str
+    source: str             # corpus | toto
+    night: str              # YYYY-MM-DD or "corpus"
+
+
+def span_of(night: dt.date) -> int:
+    return (night - EPOCH).days
+
+
+def toto_nights(input_base: Path, until: dt.date) -> list[dt.date]:
+    """Toto's night folders up to and including `until`, oldest first."""
+    toto = input_base / "toto"
+    if not toto.is_dir():
+        return []
+    nights = [dt.date.fromisoformat(p.name) for p in toto.iterdir()
+              if p.is_dir() and NIGHT_DIR.match(p.name)]
+    return sorted(n for n in nights if n <= until)
+
+
+def _images_under(folder: Path, source: str, night: str) -> Iterator[SourceImage]:
+    if not folder.is_dir():
+        return
+    for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in sorted(label_dir.iterdir()):
+            if path.is_file() and not path.name.startswith(("_", ".")):
+                yield SourceImage(path, label_dir.name, source, night)
+
+
+def corpus_images(input_base: Path) -> list[SourceImage]:
+    return list(_images_under(input_base / "corpus", "corpus", "corpus"))
+
+
+def night_images(input_base: Path, night: dt.date) -> list[SourceImage]:
+    iso = night.isoformat()
+    return list(_images_under(input_base / "toto" / iso, "toto", iso))
+
+
+def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:
+    """Stable across nights and machines: the relative name decides."""
+    key = f"{image.source}/{image.night}/{image.label}/{image.path.name}"
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
+    return bucket < eval_percent
+
+
+@dataclasses.dataclass
+class SplitPlan:
+    splits: dict[str, list[SourceImage]]
+    eval_mode: str            # newest_night | hash
+    previous_night: Optional[str]
+
+
+def plan_splits(input_base: Path, night: dt.date, eval_split: str,
+                hash_eval_percent: int) -> SplitPlan:
+    nights = toto_nights(input_base, night)
+    tonight = night_images(input_base, night) if night in nights else []
+    earlier = [n for n in nights if n < night]
+    corpus = corpus_images(input_base)
+    previous = night_images(input_base, earlier[-1]) if earlier else []
+
+    if eval_split == "newest_night" and tonight:
+        train = corpus + [img for n in earlier for img in night_images(input_base, n)]
+        evaluation, mode = tonight, "newest_night"
+    else:
+        everything = corpus + [img for n in nights for img in night_images(input_base, n)]
+        train = [i for i in everything if not in_hash_eval(i, hash_eval_percent)]
+        evaluation = [i for i in everything if in_hash_eval(i, hash_eval_percent)]
+        mode = "hash"
+    baseline = previous or tonight or evaluation
+    return SplitPlan(
+        splits={features.TRAIN: train, features.EVAL: evaluation,
+                features.PREVIOUS: baseline},
+        eval_mode=mode,
+        previous_night=earlier[-1].isoformat() if earlier else None)
+
+
+def to_example_features(image: SourceImage, data: bytes, max_pixels: int) -> dict[str, Any]:
+    """The raw features of one image; raises images.BadImage."""
+    _, info = images.decode(data, max_pixels)
+    hour = info.capture_time.hour if info.capture_time else -1
+    return {
+        features.IMAGE: data,
+        features.LABEL: image.label,
+        features.HEIGHT: info.height,
+        features.WIDTH: info.width,
+        features.ASPECT_RATIO: info.width / info.height,
+        features.BRIGHTNESS: info.brightness,
+        features.SOURCE: image.source,
+        features.NIGHT: image.night,
+        features.CAPTURE_HOUR: hour,
+        features.ORIENTATION: features.orientation(info.width, info.height),
+    }
+
+
+def _serialize(values: dict[str, Any]) -> bytes:
+    import tensorflow as tf
+
+    feature = {}
+    for name, value in values.items():
+        if name in features.BYTES_FEATURES:
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+        elif name in features.INT_FEATURES:
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str, Any]:
+    """Writes gzipped TFRecords per split; returns counts and the rejected images."""
+    import tensorflow as tf
+
+    counts: dict[str, int] = {}
+    rejected: list[dict[str, str]] = []
+    seen_rejects: set[Path] = set()
+    for split, members in plan.splits.items():
+        split_dir = os.path.join(output_uri, f"Split-{split}")
+        tf.io.gfile.makedirs(split_dir)
+        path = os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz")
+        written = 0
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for image in members:
+                data = image.path.read_bytes()
+                try:
+                    values = to_example_features(image, data, max_pixels)
+                except images.BadImage as bad:
+                    if image.path not in seen_rejects:
+                        seen_rejects.add(image.path)
+                        rejected.append({"object": str(image.path), "reason": bad.reason})
+                    continue
+                writer.write(_serialize(values))
+                written += 1
+        counts[split] = written
+    return {"counts": counts, "rejected": rejected}
+
+
+class Executor(base_executor.BaseExecutor):
+    """Decodes tonight's spans into tf.Examples."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
+        night = dt.date.fromisoformat(exec_properties["night"])
+        input_base = Path(exec_properties["input_base"])
+        if not input_base.is_dir():
+            raise FileNotFoundError(
+                f"no spans at {input_base}: run `emerald ingest` (or the DAG's ingest task) first")
+        plan = plan_splits(input_base, night, exec_properties["eval_split"],
+                           int(exec_properties["hash_eval_percent"]))
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        result = write_splits(plan, examples.uri, int(exec_properties["max_pixels"]))
+        examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
+        examples.span = span_of(night)
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples.set_string_custom_property("night", night.isoformat())
+        examples.set_string_custom_property("eval_mode", plan.eval_mode)
+        examples.set_string_custom_property("previous_night", plan.previous_night or "none")
+        examples.set_string_custom_property("split_counts", json.dumps(result["counts"]))
+        examples.set_int_custom_property("rejected_count", len(result["rejected"]))
+        with open(os.path.join(examples.uri, "rejected.json"), "w") as handle:
+            json.dump(result["rejected"], handle, indent=1)
+        if not result["counts"][features.TRAIN]:
+            raise ValueError(f"no training images under {input_base} for night {night}")
+
+
+class ImageExampleGenSpec(ComponentSpec):
+    PARAMETERS = {
+        "input_base": ExecutionParameter(type=str),
+        "night": ExecutionParameter(type=str),
+        "eval_split": ExecutionParameter(type=str),
+        "hash_eval_percent": ExecutionParameter(type=int),
+        "max_pixels": ExecutionParameter(type=int),
+    }
+    INPUTS = {}
+    OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+
+
+class ImageExampleGen(base_component.BaseComponent):
+    """Tonight's images as tf.Examples in train / eval / previous splits."""
+
+    SPEC_CLASS = ImageExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, input_base, night, eval_split: str = "newest_night",
+                 hash_eval_percent: int = 25, max_pixels: int = images.DEFAULT_MAX_PIXELS):
+        super().__init__(spec=ImageExampleGenSpec(
+            input_base=input_base, night=night, eval_split=eval_split,
+            hash_eval_percent=hash_eval_percent, max_pixels=max_pixels,
+            examples=channel.Channel(type=standard_artifacts.Examples)))

@@ -1,0 +1,37 @@
+"""The example contract shared by ExampleGen, Transform, the model and the report.
+
+Every tf.Example written by ExampleGen carries these raw features. Transform
+turns IMAGE into IMAGE_XF and LABEL into LABEL_XF; the serving signature takes
+only IMAGE (raw JPEG or PNG bytes).
+"""
+IMAGE = "image"                 # bytes: the encoded JPEG / PNG
+LABEL = "label"                 # bytes: lion | tiger | bear
+HEIGHT = "height"               # int64, pixels, after EXIF orientation
+WIDTH = "width"                 # int64
+ASPECT_RATIO = "aspect_ratio"   # float: width / height
+BRIGHTNESS = "brightness"       # float: mean luminance in [0, 1]
+SOURCE = "source"               # bytes: corpus | toto
+NIGHT = "night"                 # bytes: YYYY-MM-DD of the Toto night, "corpus" otherwise
+CAPTURE_HOUR = "capture_hour"   # int64: 0-23, -1 when the capture time is unknown
+ORIENTATION = "orientation"     # bytes: landscape | portrait | square
+
+BYTES_FEATURES = (IMAGE, LABEL, SOURCE, NIGHT, ORIENTATION)
+INT_FEATURES = (HEIGHT, WIDTH, CAPTURE_HOUR)
+FLOAT_FEATURES = (ASPECT_RATIO, BRIGHTNESS)
+
+IMAGE_XF = "image_xf"           # float32 [size, size, 3] in [0, 1]
+LABEL_XF = "label_xf"           # int64 index into config.data.labels, -1 if unknown
+
+# Splits written by ExampleGen.
+TRAIN = "train"                 # corpus + every Toto night before tonight
+EVAL = "eval"                   # tonight's Toto night (or a hash split of the corpus)
+PREVIOUS = "previous"           # last Toto night before tonight (drift baseline)
+SPLITS = (TRAIN, EVAL, PREVIOUS)
+
+
+def orientation(width: int, height: int) -> str:
+    if width > height:
+        return "landscape"
+    if height > width:
+        return "portrait"
+    return "square"

@@ -1,0 +1,99 @@
+"""Decode and measure one image; the single place that decides what a bad image is.
+
+Used by ingestion (to quarantine) and by ExampleGen (to derive the features
+that skew and drift are computed on: raw bytes mean nothing to TFDV).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import warnings
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+_EXIF_DATETIME_ORIGINAL = 0x9003
+_EXIF_DATETIME = 0x0132
+_EXIF_IFD = 0x8769
+
+
+class BadImage(ValueError):
+    """The bytes are not an image Emerald accepts; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    format: str                       # JPEG | PNG (what the bytes are, not the name)
+    width: int                        # after EXIF orientation
+    height: int
+    exif_orientation: int             # 1 when absent
+    capture_time: Optional[dt.datetime]
+    brightness: float                 # mean luminance in [0, 1]
+    mode: str                         # the original colour mode (L, RGB, CMYK, ...)
+
+
+def _capture_time(image: Image.Image) -> Optional[dt.datetime]:
+    try:
+        exif = image.getexif()
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
+        return None
+    raw = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME)
+    if not raw:
+        return None
+    try:
+        return dt.datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
+    """Fully decodes `data` to an RGB image, upright; raises BadImage with a reason."""
+    if not data:
+        raise BadImage("empty file (zero bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data))
+            fmt = probe.format
+            if fmt not in ACCEPTED_FORMATS:
+                raise BadImage(f"unsupported image format {fmt}")
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise BadImage(
+                    f"too many pixels: {width}x{height} = {width * height} > {max_pixels}")
+            probe.load()  # full decode: truncated or garbled data fails here
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage("not an image (unrecognised format)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadImage(f"decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage(f"corrupt or truncated image: {exc}") from None
+    mode = probe.mode
+    exif_orientation = 1
+    try:
+        exif_orientation = int(probe.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001
+        pass
+    capture = _capture_time(probe)
+    upright = ImageOps.exif_transpose(probe)
+    rgb = upright.convert("RGB")
+    luminance = np.asarray(rgb.convert("L"), dtype=np.float32)
+    info = ImageInfo(
+        format=fmt, width=rgb.width, height=rgb.height,
+        exif_orientation=exif_orientation, capture_time=capture,
+        brightness=float(luminance.mean() / 255.0), mode=mode)
+    return rgb, info
+
+
+def inspect(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    return decode(data, max_pixels)[1]

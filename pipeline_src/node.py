@@ -1,0 +1,94 @@
+"""Launches one node of the compiled pipeline: the body of one Airflow task.
+
+This is the loop body of TFX's LocalDagRunner, for a single node, so each
+node is an Airflow task that can be retried or cleared on its own. The same
+entry point (`emerald node --run-id R --night D NODE_ID`) runs in the Airflow
+worker's process, in a separate virtualenv or in a container.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from pipeline_src.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
+from pipeline_src.config import Config, load_config
+
+log = logging.getLogger(__name__)
+
+
+def runtime_parameters(config: Config, run_id: str, night: str,
+                       compiled_dir: Path = COMPILED_DIR) -> dict[str, str]:
+    """Every runtime parameter of the IR, from the configuration."""
+    from tfx.dsl.compiler import constants
+
+    from pipeline_src import pipeline
+
+    push_destination = {"filesystem": {"baseDirectory": config.paths.serving}}
+    return {
+        constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id,
+        constants.PIPELINE_ROOT_PARAMETER_NAME: config.paths.pipeline_root,
+        pipeline.NIGHT: night,
+        pipeline.INPUT_BASE: str(config.paths.spans),
+        pipeline.SCHEMA_FILE: str(compiled_dir / SCHEMA_FILE),
+        pipeline.PUSH_DESTINATION: json.dumps(push_destination),
+    }
+
+
+def load_ir(compiled_dir: Path = COMPILED_DIR):
+    from google.protobuf import json_format
+    from tfx.proto.orchestration import pipeline_pb2
+
+    ir = pipeline_pb2.Pipeline()
+    json_format.Parse((compiled_dir / IR_FILE).read_text(), ir)
+    return ir
+
+
+def metadata_connection_config(config: Config):
+    from tfx.orchestration import metadata
+
+    config.paths.metadata.parent.mkdir(parents=True, exist_ok=True)
+    return metadata.sqlite_metadata_connection_config(str(config.paths.metadata))
+
+
+def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
+                compiled_dir: Path = COMPILED_DIR) -> None:
+    """Runs one node for the pipeline run `run_id`; raises if it fails."""
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import runner_utils
+    from tfx.orchestration.portable import launcher, runtime_parameter_utils
+
+    ir = load_ir(compiled_dir)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, runtime_parameters(config, run_id, night, compiled_dir))
+    deployment_config = runner_utils.extract_local_deployment_config(ir)
+    nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in ir.nodes}
+    if node_id not in nodes:
+        raise KeyError(f"no node {node_id!r} in the compiled pipeline; nodes: {sorted(nodes)}")
+    log.info("launching %s for run %s (night %s)", node_id, run_id, night)
+    Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True) \
+        if "://" not in config.paths.pipeline_root else None
+    node_launcher = launcher.Launcher(
+        pipeline_node=nodes[node_id],
+        mlmd_connection=metadata.Metadata(metadata_connection_config(config)),
+        pipeline_info=ir.pipeline_info,
+        pipeline_runtime_spec=ir.runtime_spec,
+        executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+        custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
+    node_launcher.launch()
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO)
+    launch_node(load_config(), args.node_id, run_id=args.run_id, night=args.night)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("node", help="launch one node of the compiled pipeline")
+    parser.add_argument("--run-id", required=True, help="the pipeline run id (Airflow's run id)")
+    parser.add_argument("--night", required=True, help="YYYY-MM-DD")
+    parser.add_argument("node_id")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,192 @@
+"""The nightly TFX pipeline: one `create_pipeline(...)` with explicit arguments.
+
+Machine-specific values (where the spans, the pipeline root, the schema file
+and the serving directory are, and which night it is) are runtime parameters,
+so the compiled IR in include/compiled/ is the same on every machine and the
+launcher fills them in from the configuration (see pipeline_src/node.py).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.components import DistributionValidator
+from tfx.orchestration import data_types
+from tfx.proto import distribution_validator_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipeline_src import features
+from pipeline_src.examplegen import ImageExampleGen
+from pipeline_src.model import exporter
+
+# Runtime parameters, substituted at launch (pipeline-root and pipeline-run-id
+# are TFX's own).
+NIGHT = "night"
+INPUT_BASE = "input-base"
+SCHEMA_FILE = "schema-file"
+PUSH_DESTINATION = "push-destination"
+RUNTIME_PARAMETERS = (NIGHT, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
+
+PREPROCESSING_FN = "pipeline_src.preprocessing.preprocessing_fn"
+RUN_FN = "pipeline_src.model.trainer.run_fn"
+ACCURACY = "sparse_categorical_accuracy"
+NUMERIC_COMPARED = (features.ASPECT_RATIO, features.BRIGHTNESS)
+
+
+def _parameter(name: str) -> data_types.RuntimeParameter:
+    return data_types.RuntimeParameter(name=name, ptype=str)
+
+
+def distribution_config(thresholds: Mapping[str, float]
+                        ) -> distribution_validator_pb2.DistributionValidatorConfig:
+    """Jensen-Shannon divergence on numeric features (L-infinity reads 0 there)."""
+    config = distribution_validator_pb2.DistributionValidatorConfig()
+    for feature, threshold in sorted(thresholds.items()):
+        comparator = config.default_slice_config.feature.add()
+        comparator.path.step.append(feature)
+        if feature in NUMERIC_COMPARED:
+            comparator.distribution_comparator.jensen_shannon_divergence.threshold = threshold
+        else:
+            comparator.distribution_comparator.infinity_norm.threshold = threshold
+    return config
+
+
+def eval_config(min_accuracy: float, max_accuracy_drop: float,
+                slices: Sequence[str]) -> tfma.EvalConfig:
+    """Bless at >= min_accuracy and no regression against the last blessed model."""
+    accuracy = tfma.MetricConfig(
+        class_name="SparseCategoricalAccuracy",
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -max_accuracy_drop - 1e-10})))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=exporter.EXAMPLES_SIGNATURE,
+            preprocessing_function_names=[exporter.TRANSFORM_SIGNATURE],
+            label_key=features.LABEL_XF,
+            prediction_key=exporter.SCORES)],
+        slicing_specs=[tfma.SlicingSpec()] + [
+            tfma.SlicingSpec(feature_keys=[name]) for name in slices],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"), accuracy])])
+
+
+def schema(labels: Sequence[str]) -> schema_pb2.Schema:
+    """The curated schema, made from the configuration (labels are not typed twice)."""
+    result = schema_pb2.Schema()
+    result.default_environment.extend(["TRAINING", "SERVING"])
+    domains = {
+        features.LABEL: list(labels),
+        features.SOURCE: ["corpus", "toto"],
+        features.ORIENTATION: ["landscape", "portrait", "square"],
+    }
+    for name, values in domains.items():
+        domain = result.string_domain.add(name=name)
+        domain.value.extend(values)
+    kinds = ([(n, schema_pb2.BYTES) for n in features.BYTES_FEATURES]
+             + [(n, schema_pb2.INT) for n in features.INT_FEATURES]
+             + [(n, schema_pb2.FLOAT) for n in features.FLOAT_FEATURES])
+    for name, kind in kinds:
+        feature = result.feature.add(name=name, type=kind)
+        feature.presence.min_fraction = 1.0
+        feature.presence.min_count = 1
+        feature.shape.dim.add(size=1)
+        if name in domains:
+            feature.domain = name
+        if name == features.IMAGE:
+            feature.image_domain.SetInParent()
+        if name == features.LABEL:
+            feature.not_in_environment.append("SERVING")
+    return result
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    labels: Sequence[str],
+    image_size: int,
+    eval_split: str,
+    hash_eval_percent: int,
+    max_pixels: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    skew_thresholds: Mapping[str, float],
+    drift_thresholds: Mapping[str, float],
+    min_accuracy: float,
+    max_accuracy_drop: float,
+    slices: Sequence[str],
+    beam_pipeline_args: Sequence[str],
+    pipeline_root: str = "",
+    input_base: Optional[str] = None,
+    night: Optional[str] = None,
+    schema_file: Optional[str] = None,
+    serving_dir: Optional[str] = None,
+) -> tfx.dsl.Pipeline:
+    """The nightly pipeline. Paths and night left as None become runtime parameters."""
+    push_destination = (_parameter(PUSH_DESTINATION) if serving_dir is None else
+                        tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+                            base_directory=serving_dir)))
+    example_gen = ImageExampleGen(
+        input_base=input_base or _parameter(INPUT_BASE), night=night or _parameter(NIGHT),
+        eval_split=eval_split, hash_eval_percent=hash_eval_percent, max_pixels=max_pixels)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=schema_file or _parameter(SCHEMA_FILE))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    skew_validator = DistributionValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        baseline_statistics=statistics_gen.outputs["statistics"],
+        include_split_pairs=[(features.EVAL, features.TRAIN)],
+        config=distribution_config(skew_thresholds)).with_id("SkewValidator")
+    drift_validator = DistributionValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        baseline_statistics=statistics_gen.outputs["statistics"],
+        include_split_pairs=[(features.EVAL, features.PREVIOUS)],
+        config=distribution_config(drift_thresholds)).with_id("DriftValidator")
+
+    model_config = {"labels": list(labels), "image_size": image_size}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=model_config,
+        materialize=False,
+        splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN]))
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
+        custom_config={**model_config, "epochs": epochs, "batch_size": batch_size,
+                       "learning_rate": learning_rate})
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        example_splits=[features.EVAL],
+        eval_config=eval_config(min_accuracy, max_accuracy_drop, slices))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=push_destination)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,   # "" : a runtime parameter, filled in at launch
+        components=[example_gen, statistics_gen, schema_gen, example_validator,
+                    skew_validator, drift_validator, transform, trainer,
+                    model_resolver, evaluator, pusher],
+        enable_cache=False,
+        beam_pipeline_args=list(beam_pipeline_args))

@@ -1,0 +1,277 @@
+"""Test and benchmark helpers: sample images of every kind, a real GCS emulator, a faulty proxy.
+
+No Airflow import. Used by tests/plugins, tests/pipeline_src/test_ingest.py and
+bench/bench_ingest.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+
+# --------------------------------------------------------------------------- images
+
+def jpeg(size=(64, 48), color=(200, 120, 40), mode="RGB", exif: Optional[dict] = None,
+         quality=90) -> bytes:
+    from PIL import Image
+    if mode == "CMYK":
+        img = Image.new("CMYK", size, (10, 200, 30, 0))
+    elif mode == "L":
+        img = Image.new("L", size, 128)
+    else:
+        img = Image.new("RGB", size, color)
+        # a little texture so JPEG sizes are realistic
+        px = img.load()
+        for x in range(0, size[0], 7):
+            for y in range(size[1]):
+                px[x, y] = (x % 255, y % 255, (x + y) % 255)
+    buf = io.BytesIO()
+    kwargs = {"quality": quality}
+    if exif:
+        ex = Image.Exif()
+        for k, v in exif.items():
+            if k == 0x9003:
+                ex.get_ifd(0x8769)[k] = v
+            else:
+                ex[k] = v
+        kwargs["exif"] = ex.tobytes()
+    img.save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def png(size=(40, 30), mode="RGB") -> bytes:
+    from PIL import Image
+    img = Image.new(mode, size, 90 if mode == "L" else (30, 60, 90))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def gif(size=(20, 20)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("P", size).save(buf, "GIF")
+    return buf.getvalue()
+
+
+def bomb(side=3000) -> bytes:
+    """A small PNG that decodes to side*side pixels (use with a low max_pixels)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def truncated() -> bytes:
+    data = jpeg((128, 96))
+    return data[: len(data) // 2]
+
+
+def garbled() -> bytes:
+    data = bytearray(jpeg((128, 96)))
+    # keep the SOI/APP0 header so PIL identifies JPEG, then destroy the scan data
+    for i in range(200, len(data) - 2):
+        data[i] = (i * 37) % 256
+    return bytes(data)
+
+
+GOOD = {
+    "lion/a.jpg": lambda: jpeg((64, 48)),
+    "lion/b.jpg": lambda: jpeg((48, 64), exif={0x0112: 6, 0x9003: "2026:01:02 03:04:05"}),
+    "tiger/c.png": lambda: png((40, 30)),
+    "tiger/png-named.jpg": lambda: png((30, 40)),           # PNG whatever the extension says
+    "bear/gray.jpg": lambda: jpeg((32, 32), mode="L"),
+    "bear/cmyk.jpg": lambda: jpeg((36, 24), mode="CMYK"),
+}
+
+BAD = {
+    "lion/empty.jpg": (lambda: b"", "empty file"),
+    "lion/truncated.jpg": (truncated, "corrupt or truncated"),
+    "tiger/garbled.jpg": (garbled, "corrupt or truncated"),
+    "tiger/notes.jpg": (lambda: b"this is not an image\n" * 10, "not an image"),
+    "bear/anim.gif": (gif, "unsupported image format GIF"),
+    "bear/bomb.png": (bomb, "too many pixels"),
+}
+BAD_MAX_PIXELS = 1_000_000   # bomb() is 9 Mpx; every good image is far below
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = Path(root) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+# --------------------------------------------------------------------------- emulator
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _emulator_binary() -> list[str]:
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "gcp_storage_emulator"]
+
+
+@contextlib.contextmanager
+def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
+    """Starts `gcp-storage-emulator --in-memory` on a free port; yields its http:// URL."""
+    port = free_port()
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        _emulator_binary() + ["start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                              "--default-bucket=emerald-boot"],
+        stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gcp-storage-emulator exited with {proc.returncode}")
+            try:
+                urllib.request.urlopen(url + "/storage/v1/b?project=x", timeout=1).read()
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gcp-storage-emulator did not start in 30 s") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            out.close()
+
+
+def anonymous_client(project="emerald-test"):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    return storage.Client(project=project, credentials=AnonymousCredentials())
+
+
+def upload_tree(client, bucket: str, prefix: str, files: dict[str, bytes]) -> dict[str, int]:
+    """Uploads {relative name: bytes} under prefix; returns {object name: generation}."""
+    b = client.bucket(bucket)
+    gens = {}
+    for name, data in files.items():
+        blob = b.blob(f"{prefix.strip('/')}/{name}" if prefix else name)
+        blob.upload_from_string(data, content_type="application/octet-stream")
+        gens[blob.name] = blob.generation
+    return gens
+
+
+# --------------------------------------------------------------------------- fault proxy
+
+class FaultProxy:
+    """An HTTP proxy in front of the emulator that fails chosen requests.
+
+    `fault(n, method, path)` returns None to forward, an int status (429, 503, ...)
+    to answer with, or "hang" to wait `hang_seconds` before answering 503 (a
+    client timeout). Counts forwarded and failed requests.
+    """
+
+    def __init__(self, upstream: str, fault: Callable[[int, str, str], object],
+                 hang_seconds: float = 3.0):
+        self.upstream = upstream.replace("http://", "")
+        self.fault = fault
+        self.hang_seconds = hang_seconds
+        self.requests = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    proxy.requests += 1
+                    n = proxy.requests
+                action = proxy.fault(n, self.command, self.path)
+                if action is not None:
+                    with proxy.lock:
+                        proxy.failed += 1
+                    if action == "hang":
+                        time.sleep(proxy.hang_seconds)
+                        action = 503
+                    msg = b'{"error": {"code": %d, "message": "injected fault"}}' % action
+                    self.send_response(int(action))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    if action == 429:
+                        self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "keep-alive", "proxy-connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() in ("transfer-encoding", "connection", "content-length"):
+                        continue
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FaultProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def env(**values: Optional[str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

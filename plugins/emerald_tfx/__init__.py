@@ -1,0 +1,1 @@
+"""Airflow operators that run nodes of Emerald's compiled TFX pipeline."""

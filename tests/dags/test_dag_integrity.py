@@ -1,0 +1,102 @@
+"""Astronomer-style integrity tests for every DAG, plus Emerald's own promises."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from airflow.models import DagBag
+
+from pipeline_src import compile as compiled
+from pipeline_src.config import REPO_ROOT, load_config
+
+DAGS = REPO_ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS), include_examples=False)
+
+
+def test_every_dag_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert dagbag.dags, "no DAG found"
+
+
+def test_every_dag_has_owner_retries_tags_doc_and_schedule(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.doc_md and len(dag.doc_md) > 100, dag_id
+        assert dag.schedule_interval is not None, dag_id
+        for task in dag.tasks:
+            assert task.owner and task.owner != "airflow", (dag_id, task.task_id)
+            assert task.retries >= 2, (dag_id, task.task_id)
+
+
+def test_nightly_dag_follows_the_config(dagbag):
+    config = load_config()
+    dag = dagbag.dags[config.dag.dag_id]
+    assert dag.schedule_interval == config.dag.schedule == "0 2 * * *"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert set(dag.tags) == set(config.dag.tags)
+    assert all(t.retry_exponential_backoff for t in dag.tasks)
+    assert "night" in dag.params
+
+
+def test_one_task_per_pipeline_node_with_the_pipelines_dependencies(dagbag):
+    dag = dagbag.dags[load_config().dag.dag_id]
+    graph = compiled.task_graph(compiled.load_ir_dict())
+    node_tasks = {t.task_id: t for t in dag.tasks if t.task_id in graph}
+    assert set(node_tasks) == set(graph)
+    for node_id, upstream in graph.items():
+        task_upstream = {u for u in node_tasks[node_id].upstream_task_ids if u in graph}
+        assert task_upstream == set(upstream), node_id
+    assert {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+            "SkewValidator", "DriftValidator", "Transform", "Trainer",
+            "LatestBlessedModelResolver", "Evaluator", "Pusher"} <= set(graph)
+
+
+def test_parsing_the_dag_imports_neither_tensorflow_nor_tfx():
+    probe = (
+        "import json, sys\n"
+        "from airflow.models import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS)!r}, include_examples=False)\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'tfx', 'tensorflow_transform', 'tensorflow_data_validation', "
+        "'tensorflow_model_analysis', 'apache_beam', 'keras'))\n"
+        "print(json.dumps({'dags': sorted(bag.dag_ids), 'heavy': heavy}))\n")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True, env=os.environ.copy()).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["dags"] == [load_config().dag.dag_id]
+    assert result["heavy"] == []
+
+
+def test_external_python_runner_is_a_configuration_switch(monkeypatch):
+    from airflow.operators.python import ExternalPythonOperator
+
+    from pipeline_src.airflow_dag import build_nightly_dag
+
+    monkeypatch.setenv("EMERALD_NODE_RUNNER", "external_python")
+    config = load_config()
+    dag = build_nightly_dag(config)
+    trainer = dag.get_task("Trainer")
+    assert isinstance(trainer, ExternalPythonOperator)
+    assert trainer.python == config.dag.external_python
+    assert trainer.op_kwargs["node_id"] == "Trainer"
+
+
+def test_in_process_tasks_template_the_run_id_and_night(dagbag):
+    dag = dagbag.dags[load_config().dag.dag_id]
+    trainer = dag.get_task("Trainer")
+    assert "night" in trainer.template_fields and "tfx_run_id" in trainer.template_fields
+    assert "run_id" in trainer.tfx_run_id and "params.night" in trainer.night
+
+
+def test_committed_ir_is_not_stale():
+    """Fails when pipeline code or config changed without `make compile`."""
+    assert compiled.stale_files(load_config()) == [], "run `make compile` and commit"

@@ -1,0 +1,59 @@
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from pipeline_src import config
+
+
+def test_defaults_live_under_emerald_home(tmp_path):
+    cfg = config.load_config(env={"EMERALD_HOME": str(tmp_path)})
+    assert cfg.paths.home == tmp_path
+    for path in (cfg.paths.source, cfg.paths.spans, cfg.paths.pipeline_root, cfg.paths.metadata,
+                 cfg.paths.serving, cfg.paths.reports, cfg.paths.quarantine):
+        assert str(path).startswith(str(tmp_path)), path
+    assert cfg.dag.schedule == "0 2 * * *"
+    assert cfg.dag.start_date == dt.date(2026, 1, 1)
+    assert cfg.data.labels == ("lion", "tiger", "bear")
+
+
+def test_source_override_accepts_gcs_uri(tmp_path):
+    cfg = config.load_config(env={"EMERALD_HOME": str(tmp_path),
+                                  "EMERALD_SOURCE": "gs://toto-bucket/walk"})
+    assert cfg.paths.source == "gs://toto-bucket/walk"
+    assert str(cfg.paths.spans).startswith(str(tmp_path))
+
+
+def test_alert_emails_override_is_comma_separated(tmp_path):
+    cfg = config.load_config(env={"EMERALD_HOME": str(tmp_path),
+                                  "EMERALD_ALERT_EMAILS": "a@x.org, b@y.org,"})
+    assert cfg.alerts.emails == ("a@x.org", "b@y.org")
+
+
+def test_node_runner_override_is_validated(tmp_path):
+    cfg = config.load_config(env={"EMERALD_HOME": str(tmp_path),
+                                  "EMERALD_NODE_RUNNER": "external_python"})
+    assert cfg.dag.node_runner == "external_python"
+    with pytest.raises(config.ConfigError, match="node_runner"):
+        config.load_config(env={"EMERALD_NODE_RUNNER": "celery"})
+
+
+def test_config_is_frozen():
+    cfg = config.load_config(env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.pipeline_name = "other"
+    with pytest.raises(TypeError):
+        cfg.validation.skew["aspect_ratio"] = 0.5
+
+
+def test_thresholds_out_of_range_are_rejected(tmp_path):
+    text = config.DEFAULT_CONFIG_FILE.read_text().replace("aspect_ratio: 0.1", "aspect_ratio: 1.5", 1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(config.ConfigError, match="aspect_ratio"):
+        config.load_config(bad, env={})
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load_config(tmp_path / "nope.yaml", env={})

@@ -1,0 +1,169 @@
+"""pipeline_src.ingest without Airflow or GCS: local sources, names, atomicity, retry, CLI."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugins"))
+
+from emerald_gcs import testing  # noqa: E402  (image builders only: no Airflow import)
+from pipeline_src import ingest  # noqa: E402
+
+NIGHT = dt.date(2026, 1, 2)
+LABELS = ("lion", "tiger", "bear")
+
+
+@pytest.fixture
+def src(tmp_path):
+    root = tmp_path / "source"
+    testing.write_tree(root / "toto" / NIGHT.isoformat(),
+                       {k: f() for k, f in testing.GOOD.items()})
+    testing.write_tree(root / "corpus", {"lion/c.jpg": testing.jpeg(), "tiger/d.png": testing.png()})
+    return root
+
+
+def run(src, tmp_path, **kw):
+    kw.setdefault("known_labels", LABELS)
+    kw.setdefault("max_pixels", testing.BAD_MAX_PIXELS)
+    return ingest.ingest_night(str(src), NIGHT, tmp_path / "spans", tmp_path / "q", **kw)
+
+
+def test_module_imports_no_airflow():
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", "import sys, pipeline_src.ingest; "
+                          "print(any(m.startswith('airflow') for m in sys.modules))"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("name", [
+    "../../etc/passwd", "/abs/path.jpg", "a b c.jpg", "ünïcødé.jpg", "x\u202egpj.exe",
+    "..", ".", "", ".hidden", "a\\..\\..\\b.jpg", "line\nbreak.jpg", "a" * 500 + ".jpg",
+    "CON", "x/../../y.png",
+])
+def test_safe_name_stays_in_its_directory(name, tmp_path):
+    safe = ingest.safe_name(name)
+    assert safe and "/" not in safe and "\\" not in safe and not safe.startswith(".")
+    assert all(ord(c) < 128 and (c.isalnum() or c in "._-") for c in safe)
+    assert len(safe) < 140
+    assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+    assert ingest.safe_name(name) == safe                     # deterministic
+
+
+def test_safe_name_keeps_plain_names_and_separates_lookalikes():
+    assert ingest.safe_name("IMG_0001.jpg") == "IMG_0001.jpg"
+    assert ingest.safe_name("a b.jpg") != ingest.safe_name("a_b.jpg")
+    assert ingest.safe_name("a b.jpg") != ingest.safe_name("a  b.jpg")
+
+
+def test_local_night_corpus_and_rerun(src, tmp_path):
+    first = run(src, tmp_path)
+    assert first.ingested == len(testing.GOOD) and first.span_examples == len(testing.GOOD)
+    assert first.corpus["ingested"] == 2
+    span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
+    m = json.loads((span / "_manifest.json").read_text())
+    assert m["night"] == NIGHT.isoformat() and m["source"] == "toto"
+    assert m["example_count"] == len(testing.GOOD)
+    assert all(e["md5"] and e["crc32c"] for e in m["objects"])
+    second = run(src, tmp_path)
+    assert (second.ingested, second.unchanged) == (0, len(testing.GOOD))
+    assert (second.corpus["ingested"], second.corpus["unchanged"]) == (0, 2)
+    # a changed file (new mtime/size = a new generation locally) is picked up
+    (src / "toto" / NIGHT.isoformat() / "lion" / "a.jpg").write_bytes(testing.jpeg((10, 10)))
+    third = run(src, tmp_path)
+    assert (third.ingested, third.unchanged) == (1, len(testing.GOOD) - 1)
+    assert json.loads((span / "_manifest.json").read_text())["example_count"] == len(testing.GOOD)
+
+
+def test_changed_max_pixels_reevaluates_everything(src, tmp_path):
+    run(src, tmp_path)
+    again = run(src, tmp_path, max_pixels=1500)               # 64x48 = 3072 px is now too big
+    assert again.unchanged == 0 and again.ingested < len(testing.GOOD)
+    assert any("too many pixels" in q["reason"] for q in again.quarantined)
+
+
+def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch):
+    run(src, tmp_path)
+    span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
+    before = sorted(p.relative_to(span) for p in span.rglob("*"))
+    (src / "toto" / NIGHT.isoformat() / "lion" / "new.jpg").write_bytes(testing.jpeg())
+    from pipeline_src import images
+    monkeypatch.setattr(images, "decode", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
+    with pytest.raises(MemoryError):
+        run(src, tmp_path, include_corpus=False)
+    assert sorted(p.relative_to(span) for p in span.rglob("*")) == before
+    assert [p.name for p in span.parent.iterdir() if not p.name.endswith(".lock")] == [NIGHT.isoformat()]
+
+
+def test_empty_listing_never_wipes_an_existing_span(src, tmp_path):
+    run(src, tmp_path)
+    import shutil
+    shutil.rmtree(src / "toto" / NIGHT.isoformat())
+    with pytest.raises(ingest.IngestError, match="refusing to empty"):
+        run(src, tmp_path)
+    assert (tmp_path / "spans" / "toto" / NIGHT.isoformat() / "lion" / "a.jpg").is_file()
+
+
+def test_missing_night_fails_naming_it(tmp_path):
+    (tmp_path / "source").mkdir()
+    with pytest.raises(ingest.IngestError, match=r"toto/2026-01-02"):
+        run(tmp_path / "source", tmp_path)
+
+
+class Flaky:
+    def __init__(self, errors):
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+def test_retry_policy_retries_transient_and_names_object_on_permanent():
+    from google.api_core import exceptions as gexc
+    import requests
+    fast = ingest.RetryPolicy(attempts=5, initial_seconds=0, max_seconds=0)
+    flaky = Flaky([gexc.TooManyRequests("429"), gexc.ServiceUnavailable("503"),
+                   gexc.InternalServerError("500"), requests.exceptions.ReadTimeout("slow")])
+    assert fast.call(flaky, "object gs://b/x.jpg") == "ok" and flaky.calls == 5
+    with pytest.raises(ingest.IngestError, match=r"gs://b/x\.jpg: permanent error: Forbidden"):
+        fast.call(Flaky([gexc.Forbidden("403")]), "object gs://b/x.jpg")
+    with pytest.raises(ingest.IngestError, match=r"gs://b/y\.jpg: still failing after 5 attempts"):
+        fast.call(Flaky([gexc.ServiceUnavailable("503")] * 9), "object gs://b/y.jpg")
+
+
+def test_report_to_json_has_the_contract_keys(src, tmp_path):
+    report = run(src, tmp_path)
+    data = json.loads(report.to_json())
+    assert {"date", "ingested", "unchanged", "quarantined", "span_examples"} <= set(data)
+    assert dataclasses.is_dataclass(report)
+
+
+def test_cli_json(src, tmp_path, capsys, monkeypatch):
+    from pipeline_src import cli
+    (src / "toto" / NIGHT.isoformat() / "lion" / "zero.jpg").write_bytes(b"")
+    monkeypatch.setenv("EMERALD_HOME", str(tmp_path / "home"))
+    argv = ["ingest", "--source", str(src), "--date", NIGHT.isoformat(), "--json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["date"] == NIGHT.isoformat()
+    assert out["ingested"] == len(testing.GOOD) and out["unchanged"] == 0
+    assert out["quarantined"] == [{"object": f"toto/{NIGHT.isoformat()}/lion/zero.jpg",
+                                   "reason": "empty file (zero bytes)"}]
+    assert out["span_examples"] == len(testing.GOOD)
+    assert (tmp_path / "home" / "spans" / "toto" / NIGHT.isoformat() / "_manifest.json").is_file()
+    assert (tmp_path / "home" / "quarantine" / NIGHT.isoformat() / "lion" / "zero.jpg").is_file()
+    assert cli.main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["ingested"], again["unchanged"]) == (0, len(testing.GOOD))
+    assert cli.main(["ingest", "--source", str(src), "--date", "2026-05-05"]) == 1
+    assert "no objects under" in capsys.readouterr().err
