@@ -8,13 +8,15 @@ export UV_PYTHON_DOWNLOADS ?= never
 # Airflow for the CLI and tests: its own home under EMERALD_HOME, our dags/ and plugins/.
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: all demo test test-quick compile check-compiled lock install bench clean-home help
+.PHONY: all demo test test-quick compile check-compiled lock install bench airflow deploy-composer help
 
 help:
 	@echo "make demo      synthesise data, run three nights through Airflow"
 	@echo "make test      the whole test suite (make test-quick: without slow end-to-end tests)"
 	@echo "make compile   rebuild include/compiled/ after changing the pipeline or config"
 	@echo "make bench     run the benchmarks, write BENCHMARKS.md"
+	@echo "make airflow   a local Airflow UI on http://localhost:8080 with the nightly DAG"
+	@echo "make deploy-composer ENV=... LOCATION=...   sync to a Cloud Composer environment"
 
 $(STAMP): requirements.txt pyproject.toml
 	@bash scripts/bootstrap.sh
@@ -43,3 +45,12 @@ test-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_parse.py
+	$(BIN)/python bench/bench_night.py
+	$(BIN)/python bench/bench_ingest.py
+
+airflow: $(STAMP)
+	bash scripts/airflow_local.sh
+
+deploy-composer: $(STAMP)
+	@test -n "$(ENV)" -a -n "$(LOCATION)" || { echo "usage: make deploy-composer ENV=name LOCATION=region"; exit 2; }
+	$(BIN)/python scripts/deploy_composer.py --environment "$(ENV)" --location "$(LOCATION)" $(DEPLOY_ARGS)

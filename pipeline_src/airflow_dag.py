@@ -14,6 +14,10 @@ from airflow.models.param import Param
 from pipeline_src.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
 
+EXAMPLE_GEN = "ImageExampleGen"
+VALIDATORS = ("ExampleValidator", "SkewValidator", "DriftValidator")
+PUSHER = "Pusher"
+
 DOC_MD = """
 ### Emerald nightly retraining
 
@@ -46,6 +50,7 @@ def _node_task(config: Config, node_id: str):
             op_kwargs={"node_id": node_id, "tfx_run_id": TFX_RUN_ID, "night": NIGHT},
             expect_airflow=False)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
     from emerald_tfx.operators import NIGHT, TFX_RUN_ID
 
     return KubernetesPodOperator(
@@ -53,6 +58,8 @@ def _node_task(config: Config, node_id: str):
         image=config.dag.kubernetes_image,
         cmds=["emerald"],
         arguments=["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id],
+        env_vars={"EMERALD_PROFILE": config.profile or "", "EMERALD_SOURCE": config.paths.source},
+        secrets=[Secret("env", "EMERALD_MLMD_PASSWORD", "emerald-mlmd", "password")],
         get_logs=True)
 
 
@@ -78,11 +85,52 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
         params={
             "night": Param(None, type=["null", "string"], format="date",
                            description="Night to process (YYYY-MM-DD); empty: the run's date"),
+            "force_push": Param(False, type="boolean",
+                                description="Push even when the data gate blocks "
+                                            "(logged and alerted)"),
+            "corpus_only": Param(False, type="boolean",
+                                 description="Bootstrap night before Toto's first upload: "
+                                             "train on the corpus alone, wait for nothing"),
         },
         render_template_as_native_obj=False,
     ) as dag:
+        wait, ingest = _ingestion_tasks(config)
         tasks = {node_id: _node_task(config, node_id) for node_id in graph}
         for node_id, upstream in graph.items():
             for parent in upstream:
                 tasks[parent] >> tasks[node_id]
+            if not upstream and node_id == EXAMPLE_GEN:
+                wait >> ingest >> tasks[node_id]
+        _gate_and_report(tasks, [wait, ingest])
     return dag
+
+
+def _gate_and_report(tasks: dict, ingestion: list) -> None:
+    """The data gate sits between the validators and Pusher; the report closes the night.
+
+    The report is a teardown task: it runs whatever happened (all done) and does
+    not decide the run's state, so a blocked or failed night still shows red.
+    """
+    from emerald_alerts.operators import DataGateOperator, NightReportOperator
+
+    gate = DataGateOperator(task_id="data_gate")
+    [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
+    report = NightReportOperator(task_id="night_report").as_teardown()
+    ingestion + list(tasks.values()) + [gate] >> report
+
+
+def _ingestion_tasks(config: Config):
+    """Wait for tonight's uploads, then bring them into the span ExampleGen reads."""
+    from emerald_gcs.operators import IngestNightOperator
+    from emerald_gcs.sensors import NightUploadCompleteSensor
+
+    wait = NightUploadCompleteSensor(
+        task_id="wait_for_night", source=config.paths.source,
+        completion=config.ingest.completion, quiet_seconds=config.ingest.quiet_seconds,
+        timeout=config.ingest.timeout_seconds, poke_interval=60, mode="poke")
+    ingest = IngestNightOperator(
+        task_id="ingest_night", source=config.paths.source,
+        spans_dir=str(config.paths.spans), quarantine_dir=str(config.paths.quarantine),
+        max_pixels=config.ingest.max_pixels, unknown_labels=config.ingest.unknown_labels,
+        known_labels=config.data.labels)
+    return wait, ingest

@@ -19,7 +19,8 @@ IR_FILE = "pipeline.json"
 SCHEMA_FILE = "schema.pbtxt"
 
 
-def build_pipeline(config: Config):
+def build_pipeline(config: Config, **concrete):
+    """The pipeline from the configuration; `concrete` pins runtime parameters."""
     from pipeline_src import pipeline
 
     return pipeline.create_pipeline(
@@ -37,7 +38,8 @@ def build_pipeline(config: Config):
         min_accuracy=config.evaluation.min_accuracy,
         max_accuracy_drop=config.evaluation.max_accuracy_drop,
         slices=config.evaluation.slices,
-        beam_pipeline_args=config.beam_args,
+        beam_pipeline_args=(),   # set at launch from the configuration (profiles differ)
+        **concrete,
     )
 
 

@@ -91,6 +91,21 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    backend: str                     # sqlite | postgresql
+    postgresql: Mapping[str, str]    # host, port, dbname, user, password_env
+
+
+FINDING_KINDS = ("schema", "skew", "drift")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    block: tuple[str, ...]      # finding kinds that stop the push
+    warn: tuple[str, ...]       # kinds that only alert
+
+
+@dataclasses.dataclass(frozen=True)
 class AlertConfig:
     emails: tuple[str, ...]
     smtp_conn_id: str
@@ -108,8 +123,11 @@ class Config:
     validation: ValidationConfig
     evaluation: EvaluationConfig
     beam_args: tuple[str, ...]
+    metadata: MetadataConfig
+    gate: GateConfig
     alerts: AlertConfig
     config_file: Path
+    profile: Optional[str] = None
 
     def compiled_settings(self) -> dict:
         """What is baked into the compiled pipeline IR (paths are runtime parameters)."""
@@ -119,7 +137,6 @@ class Config:
             "training": _jsonable(self.training),
             "validation": _jsonable(self.validation),
             "evaluation": _jsonable(self.evaluation),
-            "beam_args": list(self.beam_args),
         }
 
 
@@ -158,15 +175,32 @@ def _choice(raw: Mapping, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _merge(base: Mapping, overlay: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+
+
 def load_config(path: Optional[os.PathLike] = None,
                 env: Optional[Mapping[str, str]] = None) -> Config:
-    """Reads the YAML config and applies EMERALD_* environment overrides."""
+    """Reads the YAML config, merges the profile, applies EMERALD_* overrides."""
     env = os.environ if env is None else env
     config_file = Path(path or env.get("EMERALD_CONFIG") or DEFAULT_CONFIG_FILE)
-    try:
-        raw = yaml.safe_load(config_file.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {config_file}") from exc
+    raw = _read_yaml(config_file)
+    profile = env.get("EMERALD_PROFILE") or None
+    if profile:
+        raw = _merge(raw, _read_yaml(config_file.parent / "profiles" / f"{profile}.yaml"))
 
     raw_dag = _section(raw, "dag")
     raw_paths = _section(raw, "paths")
@@ -198,7 +232,15 @@ def load_config(path: Optional[os.PathLike] = None,
 
     raw_ingest = _section(raw, "ingest")
     raw_validation = _section(raw, "validation")
+    raw_metadata = raw.get("metadata") or {"backend": "sqlite", "postgresql": {}}
+    metadata_backend = _choice(raw_metadata, "backend", ("sqlite", "postgresql"))
     raw_eval = _section(raw, "evaluation")
+    raw_gate = raw.get("gate") or {}
+    gate = GateConfig(block=tuple(raw_gate.get("block", ("schema", "skew"))),
+                      warn=tuple(raw_gate.get("warn", ("drift",))))
+    for kind in gate.block + gate.warn:
+        if kind not in FINDING_KINDS:
+            raise ConfigError(f"gate: unknown finding kind {kind!r}; kinds: {FINDING_KINDS}")
     raw_training = _section(raw, "training")
     return Config(
         pipeline_name=str(raw["pipeline_name"]),
@@ -252,11 +294,18 @@ def load_config(path: Optional[os.PathLike] = None,
             max_accuracy_drop=float(raw_eval["max_accuracy_drop"]),
             slices=tuple(raw_eval["slices"]),
         ),
-        beam_args=tuple(str(a) for a in (raw.get("beam") or {}).get("args", ())),
+        beam_args=tuple(str(a).format(home=home, repo=REPO_ROOT)
+                        for a in (raw.get("beam") or {}).get("args", ())),
+        metadata=MetadataConfig(
+            backend=metadata_backend,
+            postgresql=MappingProxyType(
+                {str(k): str(v) for k, v in (raw_metadata.get("postgresql") or {}).items()})),
+        gate=gate,
         alerts=AlertConfig(
             emails=email_list,
             smtp_conn_id=str(raw_alerts.get("smtp_conn_id", "smtp_default")),
             slack_conn_id=str(raw_alerts.get("slack_conn_id", "slack_webhook_default")),
         ),
         config_file=config_file,
+        profile=profile,
     )

@@ -31,9 +31,10 @@ def main() -> int:
     failed = 0
     for offset in range(NIGHTS):
         night = FIRST_NIGHT + dt.timedelta(days=offset)
-        summary = run_night(config, night)
+        summary = run_night(config, night, corpus_only=offset == 0)
         print(format_table(summary), flush=True)
-        failed += summary["state"] != "success"
+        # A night the data gate blocked is a failed DAG run by design, not a demo failure.
+        failed += summary["state"] != "success" and summary["failed_tasks"] != ["Pusher", "data_gate"]
     return 1 if failed else 0
 
 

@@ -21,6 +21,7 @@ FLOAT_FEATURES = (ASPECT_RATIO, BRIGHTNESS)
 
 IMAGE_XF = "image_xf"           # float32 [size, size, 3] in [0, 1]
 LABEL_XF = "label_xf"           # int64 index into config.data.labels, -1 if unknown
+WEIGHT_XF = "weight_xf"         # float32 evaluation weight: 0 for an unknown label
 
 # Splits written by ExampleGen.
 TRAIN = "train"                 # corpus + every Toto night before tonight

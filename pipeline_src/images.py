@@ -19,6 +19,8 @@ ACCEPTED_FORMATS = ("JPEG", "PNG")
 _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 _EXIF_IFD = 0x8769
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 
 
 class BadImage(ValueError):
@@ -36,7 +38,7 @@ class ImageInfo:
     height: int
     exif_orientation: int             # 1 when absent
     capture_time: Optional[dt.datetime]
-    brightness: float                 # mean luminance in [0, 1]
+    brightness: Optional[float]       # mean luminance in [0, 1]; None from inspect()
     mode: str                         # the original colour mode (L, RGB, CMYK, ...)
 
 
@@ -54,8 +56,12 @@ def _capture_time(image: Image.Image) -> Optional[dt.datetime]:
         return None
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
-    """Fully decodes `data` to an RGB image, upright; raises BadImage with a reason."""
+def _open_loaded(data: bytes, max_pixels: int) -> Image.Image:
+    """Opens and fully decodes `data` (no draft mode); raises BadImage with a reason.
+
+    Both decode() and inspect() go through here, so they accept and reject the
+    same inputs with the same reasons.
+    """
     if not data:
         raise BadImage("empty file (zero bytes)")
     try:
@@ -78,12 +84,24 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Ima
         raise BadImage(f"decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"corrupt or truncated image: {exc}") from None
-    mode = probe.mode
-    exif_orientation = 1
+    return probe
+
+
+def _orientation(image: Image.Image) -> int:
     try:
-        exif_orientation = int(probe.getexif().get(0x0112, 1) or 1)
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
     except Exception:  # noqa: BLE001
-        pass
+        return 1
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
+    """Fully decodes `data` to an RGB image, upright; raises BadImage with a reason.
+
+    What ExampleGen uses: the pixels, plus every ImageInfo field (brightness included).
+    """
+    probe = _open_loaded(data, max_pixels)
+    fmt, mode = probe.format, probe.mode
+    exif_orientation = _orientation(probe)
     capture = _capture_time(probe)
     upright = ImageOps.exif_transpose(probe)
     rgb = upright.convert("RGB")
@@ -96,4 +114,26 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Ima
 
 
 def inspect(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    return decode(data, max_pixels)[1]
+    """decode()'s verdict and metadata at the cost of a bare full decode (ingestion's path).
+
+    Accepts and rejects exactly what decode() does, with the same BadImage
+    reasons: the pixels are fully decoded (`load()`, never `draft()`), so
+    truncated or garbled data fails here too. The result matches decode()'s
+    ImageInfo except `brightness`, which is None (not measured): no upright
+    copy (width and height are swapped for EXIF orientations 5-8, as
+    `exif_transpose` would), no RGB conversion, no luminance pass.
+    """
+    probe = _open_loaded(data, max_pixels)
+    width, height = probe.size
+    try:
+        raw_orientation = probe.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001
+        raw_orientation = 1
+    if raw_orientation in _TRANSPOSED_ORIENTATIONS:   # what exif_transpose rotates by 90
+        width, height = height, width
+    info = ImageInfo(
+        format=probe.format, width=width, height=height,
+        exif_orientation=_orientation(probe), capture_time=_capture_time(probe),
+        brightness=None, mode=probe.mode)
+    probe.close()
+    return info

@@ -31,9 +31,12 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import random
 import re
@@ -51,7 +54,7 @@ CORPUS = "corpus"
 MANIFEST_NAME = "_manifest.json"
 MARKER_NAME = "_SUCCESS"
 MANIFEST_VERSION = 1
-DECODER_VERSION = 1           # bump when images.decode changes what it accepts
+DECODER_VERSION = 1           # bump when images.decode/inspect change what they accept
 REASON_SUFFIX = ".reason.txt"
 LABEL_NOT_IN_SCHEMA = "label not in schema"
 UNKNOWN_LABEL_POLICIES = ("ingest", "hold")
@@ -96,10 +99,18 @@ def safe_name(name: str) -> str:
     return result
 
 
+@functools.lru_cache(maxsize=256)
+def _resolved_base(base: str) -> str:
+    # A base replaced by a symlink after this cached resolve makes _within
+    # refuse (the candidate resolves elsewhere), never wrongly accept.
+    return os.path.realpath(base)
+
+
 def _within(base: Path, candidate: Path) -> Path:
     """Raises unless `candidate` stays inside `base` (belt and braces after safe_name)."""
-    resolved = candidate.resolve()
-    if os.path.commonpath([str(base.resolve()), str(resolved)]) != str(base.resolve()):
+    real_base = _resolved_base(str(base))
+    resolved = os.path.realpath(candidate)
+    if os.path.commonpath([real_base, resolved]) != real_base:
         raise IngestError(f"refusing to write outside {base}: {candidate}")
     return candidate
 
@@ -216,7 +227,8 @@ class LocalStorage:
         return sorted(out, key=lambda o: o.name)
 
     def read(self, info: ObjectInfo) -> tuple[ObjectInfo, bytes]:
-        data = self._path(info.name).read_bytes()
+        with open(self._path(info.name), "rb", buffering=0) as f:
+            data = f.readall()
         return dataclasses.replace(info, md5=_b64_md5(data), crc32c=_b64_crc32c(data)), data
 
 
@@ -503,12 +515,129 @@ def _bounded_map(fn, items: Iterable, workers: int) -> Iterator:
                 fut.cancel()
 
 
+# --------------------------------------------------------------------------- decoding
+
+def _decode_job(data: bytes, max_pixels: int):
+    """images.inspect as (ImageInfo, None) or (None, BadImage reason); picklable either way."""
+    from pipeline_src import images
+    try:
+        return images.inspect(data, max_pixels), None
+    except images.BadImage as bad:
+        return None, bad.reason
+
+
+def _decode_worker(conn, max_pixels: int) -> None:
+    """A decode process: bytes in, (ImageInfo, reason) or ("error", exception) out; b"" ends it."""
+    import signal
+    # Not the parent's handlers (Airflow's SIGTERM handler calls on_kill); Ctrl-C is the parent's.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not data:
+            return
+        try:
+            result = ("ok", _decode_job(data, max_pixels))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the parent (MemoryError too)
+            result = ("error", exc)
+        try:
+            conn.send(result)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable exception
+            conn.send(("error", RuntimeError(f"decode worker: {type(exc).__name__}: {exc}")))
+
+
+class _Decoder:
+    """Runs images.inspect in the calling (fetch) thread, or on `processes` worker processes.
+
+    In-thread is the default: images.inspect spends ~80 % of its time in
+    Pillow's decoder with the GIL released, and on the shared 2-core bench
+    machine it beat the process pool, whose pipes and forked workers cost
+    ~0.6 ms more CPU per image (BENCHMARKS.md). The pool stays as an
+    option (`decode_processes` >= 2) for machines where the GIL-held part
+    limits threads. There a fetch thread takes an idle worker, writes the bytes
+    down its pipe and blocks (GIL released) on the verdict, so in-flight work
+    stays bounded by the fetch window. Plain pipes, no executor:
+    ProcessPoolExecutor's feeder and manager threads cost more than the
+    hashing and writing of the image (measured: over 1 ms per image). The workers
+    are forked from the thread that creates the decoder, before any fetch
+    thread exists, and only ever decode bytes. Fewer than 2 processes (or no
+    fork on this platform): in-thread decoding.
+    """
+
+    def __init__(self, processes: int, max_pixels: int):
+        import queue
+        self.max_pixels = max_pixels
+        self.procs: list = []
+        self.idle: "queue.Queue" = queue.Queue()
+        if processes < 2 or "fork" not in mp.get_all_start_methods():
+            return
+        ctx = mp.get_context("fork")
+        try:
+            for _ in range(processes):
+                parent_conn, child_conn = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_decode_worker, args=(child_conn, max_pixels),
+                                   name="emerald-decode", daemon=True)
+                proc.start()
+                child_conn.close()
+                self.procs.append((proc, parent_conn))
+                self.idle.put(parent_conn)
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, data: bytes, max_pixels: int):
+        if not self.procs:
+            return _decode_job(data, max_pixels)
+        assert max_pixels == self.max_pixels
+        if not data:             # b"" stops a worker; an empty file is decided here
+            return _decode_job(data, max_pixels)
+        conn = self.idle.get()
+        try:
+            conn.send_bytes(data)
+            kind, value = conn.recv()
+        except (EOFError, OSError) as exc:
+            # the worker died (OOM-killed?): its pipe stays out of the idle queue
+            raise RuntimeError(f"a decode worker died: {type(exc).__name__}: {exc}") from None
+        self.idle.put(conn)
+        if kind == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        for proc, conn in self.procs:
+            try:
+                conn.send_bytes(b"")
+            except (OSError, ValueError):
+                pass
+        for proc, conn in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+            conn.close()
+        self.procs = []
+
+    def __enter__(self) -> "_Decoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
                 max_pixels: int, known_labels: Sequence[str] = (),
                 unknown_labels: str = "ingest", workers: int = 4,
+                decode_processes: Optional[int] = None,
                 allow_empty: bool = False, context: dict | None = None) -> TreeReport:
-    """Mirrors every object under `prefix` into span dir `dest`; idempotent and atomic."""
-    from pipeline_src import images
+    """Mirrors every object under `prefix` into span dir `dest`; idempotent and atomic.
+
+    `workers` threads fetch and fully decode each image with images.inspect;
+    `decode_processes` >= 2 moves the decoding to that many forked processes.
+    """
+    from pipeline_src import images  # noqa: F401 - loaded before the decode workers fork
 
     dest = Path(dest)
     quarantine = Path(quarantine)
@@ -549,6 +678,28 @@ def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
                     f"object: {info.name}\ngeneration: {info.generation}\n"
                     f"source: {storage.uri(info.name)}\nreason: {reason}\n")
 
+            checked_dirs: dict[str, Path] = {}
+
+            def write_span_file(rel: str, data: bytes) -> None:
+                """tmp/rel, written without following a link; each directory checked once."""
+                parent_rel, _, name = rel.rpartition("/")
+                parent = checked_dirs.get(parent_rel)
+                if parent is None:
+                    parent = _within(tmp, tmp / parent_rel if parent_rel else tmp)
+                    parent.mkdir(parents=True, exist_ok=True)
+                    checked_dirs[parent_rel] = parent = _within(tmp, parent)   # no link now
+                if not name or name in (".", ".."):
+                    raise IngestError(f"refusing to write {rel!r} in {tmp}")
+                try:
+                    fd = os.open(parent / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise IngestError(f"refusing to write through a link: {parent / name}") from None
+                    raise
+                with open(fd, "wb") as f:
+                    f.write(data)
+
             def work(plan: _Plan) -> dict:
                 info = plan.info
                 base = {"object": info.name, "generation": info.generation, "size": info.size,
@@ -574,42 +725,46 @@ def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
                     put_quarantine(plan, data, info, plan.reason)
                     return {**base, "status": plan.status, "reason": plan.reason,
                             "quarantine_file": plan.file, "_bytes": len(data)}
-                try:
-                    _, meta = images.decode(data, max_pixels)
-                except images.BadImage as bad:
-                    put_quarantine(plan, data, info, bad.reason)
-                    return {**base, "status": STATUS_QUARANTINED, "reason": bad.reason,
+                meta, bad_reason = decoder(data, max_pixels)
+                if bad_reason is not None:
+                    put_quarantine(plan, data, info, bad_reason)
+                    return {**base, "status": STATUS_QUARANTINED, "reason": bad_reason,
                             "quarantine_file": plan.file, "_bytes": len(data)}
-                target = _within(tmp, tmp / plan.file)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                write_span_file(plan.file, data)
                 return {**base, "status": STATUS_INGESTED, "file": plan.file,
                         "format": meta.format, "mode": meta.mode,
                         "height": meta.height, "width": meta.width,
                         "exif_orientation": meta.exif_orientation,
                         "capture_time": meta.capture_time.isoformat() if meta.capture_time else None,
-                        "brightness": round(meta.brightness, 6), "_bytes": len(data)}
+                        # not measured at ingestion (ExampleGen computes it): None
+                        "brightness": (None if meta.brightness is None
+                                       else round(meta.brightness, 6)),
+                        "_bytes": len(data)}
 
-            for entry in _bounded_map(work, plans, workers):
-                report.bytes_read += entry.pop("_bytes", 0)
-                unchanged = entry.pop("_unchanged", False)
-                status = entry["status"]
-                if status == STATUS_INGESTED:
-                    if unchanged:
-                        report.unchanged += 1
+            needs_decoding = any(not p.status for p in plans)
+            with _Decoder(int(decode_processes or 0) if needs_decoding else 0,
+                          max_pixels) as decoder, \
+                    contextlib.closing(_bounded_map(work, plans, workers)) as results:
+                for entry in results:
+                    report.bytes_read += entry.pop("_bytes", 0)
+                    unchanged = entry.pop("_unchanged", False)
+                    status = entry["status"]
+                    if status == STATUS_INGESTED:
+                        if unchanged:
+                            report.unchanged += 1
+                        else:
+                            report.ingested += 1
+                        report.labels[entry["label"]] = report.labels.get(entry["label"], 0) + 1
+                        if known_labels and entry["label"] not in known_labels:
+                            report.unknown_labels[entry["label"]] = \
+                                report.unknown_labels.get(entry["label"], 0) + 1
+                    elif status == STATUS_SKIPPED:
+                        report.skipped.append({"object": entry["object"], "reason": entry["reason"]})
                     else:
-                        report.ingested += 1
-                    report.labels[entry["label"]] = report.labels.get(entry["label"], 0) + 1
-                    if known_labels and entry["label"] not in known_labels:
-                        report.unknown_labels[entry["label"]] = \
-                            report.unknown_labels.get(entry["label"], 0) + 1
-                elif status == STATUS_SKIPPED:
-                    report.skipped.append({"object": entry["object"], "reason": entry["reason"]})
-                else:
-                    if status == STATUS_HELD:
-                        report.held += 1
-                    report.quarantined.append({"object": entry["object"], "reason": entry["reason"]})
-                entries.append(entry)
+                        if status == STATUS_HELD:
+                            report.held += 1
+                        report.quarantined.append({"object": entry["object"], "reason": entry["reason"]})
+                    entries.append(entry)
 
             report.span_examples = report.ingested + report.unchanged
             assert report.accounted() == report.listed, (report.accounted(), report.listed)
@@ -662,14 +817,18 @@ def default_workers() -> int:
 
 
 def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
-                 include_corpus: bool = True, max_pixels: Optional[int] = None,
+                 include_corpus: bool = True, include_night: bool = True,
+                 max_pixels: Optional[int] = None,
                  unknown_labels: str = "ingest", known_labels: Sequence[str] = (),
-                 storage=None, workers: Optional[int] = None) -> IngestReport:
+                 storage=None, workers: Optional[int] = None,
+                 decode_processes: Optional[int] = None) -> IngestReport:
     """Brings one of Toto's nights (and the corpus) into `spans_dir`; see the module doc.
 
     `storage` overrides the one `source_uri` implies (the Airflow hook passes a
     GCSStorage built on its own authenticated client); `source_uri` still
-    gives the prefix.
+    gives the prefix. `include_night=False` ingests the corpus alone: the
+    bootstrap night before Toto's first upload. `workers` threads fetch and
+    decode; `decode_processes` >= 2 decodes in that many processes instead.
     """
     from pipeline_src import images
 
@@ -686,7 +845,7 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
     spans_dir, quarantine_dir = Path(spans_dir), Path(quarantine_dir)
     known = tuple(known_labels or ())
     common = dict(max_pixels=max_pixels, known_labels=known, unknown_labels=unknown_labels,
-                  workers=workers)
+                  workers=workers, decode_processes=decode_processes)
 
     corpus_report = None
     if include_corpus:
@@ -694,6 +853,12 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
                              quarantine_dir / CORPUS, allow_empty=True,
                              context={"source": CORPUS, "night": CORPUS}, **common)
         corpus_report = dataclasses.asdict(corpus)
+    if not include_night:
+        return IngestReport(
+            date=night.isoformat(), source=join_prefix(base, CORPUS),
+            span_dir=str(spans_dir / CORPUS), ingested=0, unchanged=0, quarantined=[],
+            span_examples=0, seconds=round(time.monotonic() - started, 3),
+            corpus=corpus_report)
     tree = ingest_tree(storage, night_prefix(base, night), spans_dir / TOTO / night.isoformat(),
                        quarantine_dir / night.isoformat(),
                        context={"source": TOTO, "night": night.isoformat()}, **common)

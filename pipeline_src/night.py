@@ -42,8 +42,9 @@ def prepare_airflow(config: Config) -> None:
         open(marker, "w").close()
 
 
-def run_night(config: Config, night: dt.date) -> dict[str, Any]:
-    """Runs the DAG for `night` and returns the night's summary."""
+def run_night(config: Config, night: dt.date, corpus_only: bool = False,
+              force_push: bool = False) -> dict[str, Any]:
+    """Runs the DAG for `night` and returns the night's summary (with the gate's findings)."""
     prepare_airflow(config)
     from airflow.models import DagBag
 
@@ -54,14 +55,21 @@ def run_night(config: Config, night: dt.date) -> dict[str, Any]:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(config.dag.dag_id)
     logical_date = dt.datetime.combine(night, dt.time(2), tzinfo=dt.timezone.utc)
-    dag_run = dag.test(execution_date=logical_date, run_conf={"night": night.isoformat()})
+    dag_run = dag.test(execution_date=logical_date, run_conf={"night": night.isoformat(),
+                                                                  "corpus_only": corpus_only,
+                                                                  "force_push": force_push})
     tfx_run_id = f"{dag_run.run_id}.{dag_run.id}"
-    return report.night_summary(config, tfx_run_id, night.isoformat(), str(dag_run.state))
+    summary = report.write_night_report(config, tfx_run_id, night.isoformat(),
+                                        str(dag_run.state), force_push=force_push)
+    summary["failed_tasks"] = sorted(
+        ti.task_id for ti in dag_run.get_task_instances() if ti.state in ("failed", "upstream_failed"))
+    return summary
 
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config()
-    summary = run_night(config, dt.date.fromisoformat(args.date))
+    summary = run_night(config, dt.date.fromisoformat(args.date), args.corpus_only,
+                        args.force_push)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -74,4 +82,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run one night's DAG run through Airflow")
     parser.add_argument("--date", required=True, help="the night, YYYY-MM-DD")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--force-push", action="store_true",
+                        help="push even when the data gate blocks (alerted)")
+    parser.add_argument("--corpus-only", action="store_true",
+                        help="the bootstrap night before Toto's first upload")
     parser.set_defaults(func=_run)

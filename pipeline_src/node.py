@@ -47,10 +47,39 @@ def load_ir(compiled_dir: Path = COMPILED_DIR):
 
 
 def metadata_connection_config(config: Config):
+    """SQLite under EMERALD_HOME by default; Postgres where nodes run in parallel."""
+    import os
+
+    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import metadata
 
+    if config.metadata.backend == "postgresql":
+        settings = dict(config.metadata.postgresql)
+        connection = metadata_store_pb2.ConnectionConfig()
+        pg = connection.postgresql
+        pg.host = settings.get("host", "localhost")
+        pg.port = str(settings.get("port", "5432"))
+        pg.dbname = settings.get("dbname", "mlmd")
+        pg.user = settings.get("user", "airflow")
+        password_env = settings.get("password_env")
+        if password_env and os.environ.get(password_env):
+            pg.password = os.environ[password_env]
+        return connection
     config.paths.metadata.parent.mkdir(parents=True, exist_ok=True)
     return metadata.sqlite_metadata_connection_config(str(config.paths.metadata))
+
+
+def with_beam_args(executor_spec, beam_args):
+    """Beam arguments come from the configuration at launch, so one IR serves every profile."""
+    from tfx.proto.orchestration import executable_spec_pb2
+
+    if isinstance(executor_spec, executable_spec_pb2.BeamExecutableSpec):
+        del executor_spec.beam_pipeline_args[:]
+        executor_spec.beam_pipeline_args.extend(beam_args)
+        del executor_spec.beam_pipeline_args_placeholders[:]
+        for arg in beam_args:
+            executor_spec.beam_pipeline_args_placeholders.add().value.string_value = arg
+    return executor_spec
 
 
 def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
@@ -68,14 +97,15 @@ def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
     if node_id not in nodes:
         raise KeyError(f"no node {node_id!r} in the compiled pipeline; nodes: {sorted(nodes)}")
     log.info("launching %s for run %s (night %s)", node_id, run_id, night)
-    Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True) \
-        if "://" not in config.paths.pipeline_root else None
+    if "://" not in config.paths.pipeline_root:
+        Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True)
     node_launcher = launcher.Launcher(
         pipeline_node=nodes[node_id],
         mlmd_connection=metadata.Metadata(metadata_connection_config(config)),
         pipeline_info=ir.pipeline_info,
         pipeline_runtime_spec=ir.runtime_spec,
-        executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+        executor_spec=with_beam_args(
+            runner_utils.extract_executor_spec(deployment_config, node_id), config.beam_args),
         custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
     node_launcher.launch()
 

@@ -4,12 +4,14 @@ Referenced by dotted path from the pipeline:
 
     Transform(preprocessing_fn="pipeline_src.preprocessing.preprocessing_fn",
               custom_config={"labels": [...], "image_size": 64},
-              materialize=False, ...)
+              materialize=False, disable_statistics=True, ...)
 
-No analyzers: the output is a pure function of each example, so the transform
-graph is cheap to build and the model applies it itself (training input_fn and
-serving signatures). IMAGE_XF depends on IMAGE only, so the TFT layer can be
-called with {IMAGE: bytes} alone at serving time.
+No analyzers and no stateful ops: the output is a pure function of each
+example, so with Transform(materialize=False, disable_statistics=True) TFX
+takes its in-place path (writes the graph, no Beam pass over the images), and
+the model applies the graph itself (training input_fn and serving signatures).
+IMAGE_XF depends on IMAGE only, so the TFT layer can be called with
+{IMAGE: bytes} alone at serving time.
 """
 from __future__ import annotations
 
@@ -57,32 +59,60 @@ def to_vector(value, default: str = "") -> tf.Tensor:
     return tf.reshape(value, [-1])
 
 
+def _resize_with_pad(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """tf.image.resize_with_pad (fit inside, keep the aspect ratio, centre, pad
+    with zeros), written without its runtime assertions: Assert ops are
+    stateful, and a stateful op makes TFT think the preprocessing_fn needs an
+    analysis pass over the data (no in-place Transform)."""
+    shape = tf.shape(image)
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    ratio = tf.maximum(width, height) / float(image_size)
+    new_height = tf.clip_by_value(tf.cast(tf.floor(height / ratio), tf.int32), 1, image_size)
+    new_width = tf.clip_by_value(tf.cast(tf.floor(width / ratio), tf.int32), 1, image_size)
+    image = tf.image.resize(image, tf.stack([new_height, new_width]), antialias=True)
+    # Offsets as tf.image.resize_with_pad computes them (from the unrounded size).
+    top = tf.clip_by_value(tf.cast(tf.floor((image_size - height / ratio) / 2), tf.int32),
+                           0, image_size - new_height)
+    left = tf.clip_by_value(tf.cast(tf.floor((image_size - width / ratio) / 2), tf.int32),
+                            0, image_size - new_width)
+    return tf.pad(image, [[top, image_size - new_height - top],
+                          [left, image_size - new_width - left],
+                          [0, 0]])
+
+
 def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """[batch] JPEG/PNG bytes -> float32 [batch, size, size, 3] in [0, 1].
 
-    Pads to square (letterbox, black bars) and resizes, keeping the aspect ratio.
+    Letterboxes: fits the image inside the square, keeping its aspect ratio,
+    with black bars (tf.image.resize_with_pad, antialiased).
     """
     def one(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
-        image = tf.image.resize_with_pad(
-            image, image_size, image_size, antialias=True)  # float32 in [0, 255]
-        return tf.clip_by_value(image / 255.0, 0.0, 1.0)
+        image = _resize_with_pad(image, image_size)  # float32 in [0, 255]
+        image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+        return tf.reshape(image, [image_size, image_size, 3])
 
     images = tf.map_fn(
         one, image_bytes,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
-    return tf.ensure_shape(images, [None, image_size, image_size, 3])
+    return tf.reshape(images, [-1, image_size, image_size, 3])
 
 
 def label_index(label: tf.Tensor, labels: Sequence[str]) -> tf.Tensor:
-    """[batch] label strings -> int64 index into `labels`, UNKNOWN_LABEL (-1) otherwise."""
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            keys=tf.constant(list(labels), dtype=tf.string),
-            values=tf.range(len(labels), dtype=tf.int64)),
-        default_value=tf.constant(UNKNOWN_LABEL, tf.int64))
-    return table.lookup(label)
+    """[batch] label strings -> int64 index into `labels`, UNKNOWN_LABEL (-1) otherwise.
+
+    A static lookup over the configured labels, done as a comparison with the
+    constant label vector rather than a tf.lookup table: no table resource
+    (re-initialised on every call inside TFT's tf.function, and a stateful op
+    that would cost the in-place Transform), and the result is the same.
+    """
+    vocabulary = tf.constant(list(labels), dtype=tf.string)
+    matches = tf.equal(tf.expand_dims(label, 1), tf.expand_dims(vocabulary, 0))
+    index = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
+    return tf.where(tf.reduce_any(matches, axis=1), index,
+                    tf.constant(UNKNOWN_LABEL, tf.int64))
 
 
 def preprocessing_fn(inputs: Mapping[str, Any],
@@ -98,5 +128,9 @@ def preprocessing_fn(inputs: Mapping[str, Any],
         features.IMAGE_XF: decode_and_resize(to_vector(inputs[features.IMAGE]), image_size),
     }
     if features.LABEL in inputs:
-        outputs[features.LABEL_XF] = label_index(to_vector(inputs[features.LABEL]), labels)
+        label_xf = label_index(to_vector(inputs[features.LABEL]), labels)
+        outputs[features.LABEL_XF] = label_xf
+        # Evaluation weight: an image whose label the schema does not know cannot be
+        # scored (the schema check reports it instead), so it weighs nothing.
+        outputs[features.WEIGHT_XF] = tf.cast(label_xf >= 0, tf.float32)
     return outputs

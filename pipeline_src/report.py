@@ -18,10 +18,35 @@ SCHEMA_NODE = "ExampleValidator"
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
 
 
-def _node_of(artifact_uri: str, pipeline_root: str) -> str:
-    """TFX writes outputs to {pipeline_root}/{node_id}/{output_key}/{execution_id}."""
-    relative = os.path.relpath(artifact_uri, pipeline_root)
-    return relative.split(os.sep)[0]
+def run_outputs(store, tfx_run_id: str) -> dict[str, list[tuple[str, Any]]]:
+    """Node id -> [(artifact type name, artifact)] output by this run's completed executions."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    context = store.get_context_by_type_and_name("pipeline_run", tfx_run_id)
+    if context is None:
+        return {}
+    node_type = store.get_context_type("node").id
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    complete = {metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED}
+    outputs: dict[str, list[tuple[str, Any]]] = {}
+    for execution in store.get_executions_by_context(context.id):
+        if execution.last_known_state not in complete:
+            continue
+        node_id = next(c.name.split(".", 1)[1] for c in store.get_contexts_by_execution(execution.id)
+                       if c.type_id == node_type)
+        artifact_ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                        if e.type == metadata_store_pb2.Event.OUTPUT]
+        for artifact in store.get_artifacts_by_id(artifact_ids):
+            outputs.setdefault(node_id, []).append((types[artifact.type_id], artifact))
+    return outputs
+
+
+def open_store(config: Config):
+    from ml_metadata.metadata_store import metadata_store
+
+    from pipeline_src.node import metadata_connection_config
+
+    return metadata_store.MetadataStore(metadata_connection_config(config))
 
 
 def _anomaly_findings(uri: str) -> list[dict[str, Any]]:
@@ -76,8 +101,9 @@ def _accuracy(uri: str, slices: tuple[str, ...]) -> dict[str, Any]:
         for keys_and_values in metrics.metric_keys_and_values:
             if keys_and_values.key.name != "sparse_categorical_accuracy":
                 continue
-            if keys_and_values.key.is_diff:
-                continue
+            if keys_and_values.key.is_diff or keys_and_values.key.model_name not in (
+                    "", "candidate"):
+                continue   # the baseline model's numbers, or candidate - baseline
             value = keys_and_values.value.double_value.value
             if not key:
                 result["overall"] = value
@@ -89,12 +115,7 @@ def _accuracy(uri: str, slices: tuple[str, ...]) -> dict[str, Any]:
 def night_summary(config: Config, tfx_run_id: str, night: str,
                   run_state: Optional[str] = None) -> dict[str, Any]:
     """The night's outcome, for `emerald run --json`, the demo and alerts."""
-    from ml_metadata.metadata_store import metadata_store
-
-    from pipeline_src.node import metadata_connection_config
-
-    store = metadata_store.MetadataStore(metadata_connection_config(config))
-    context = store.get_context_by_type_and_name("pipeline_run", tfx_run_id)
+    outputs = run_outputs(open_store(config), tfx_run_id)
     summary: dict[str, Any] = {
         "date": night, "tfx_run_id": tfx_run_id, "state": run_state,
         "splits": {}, "eval_mode": None, "rejected": 0,
@@ -102,13 +123,8 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
         "accuracy": {"overall": None, "slices": {}},
         "blessed": False, "pushed": False, "pushed_version": None,
     }
-    if context is None:
-        return summary
-    types = {t.id: t.name for t in store.get_artifact_types()}
-    for artifact in store.get_artifacts_by_context(context.id):
-        kind = types.get(artifact.type_id)
+    for node, kind, artifact in ((n, k, a) for n, items in outputs.items() for k, a in items):
         props = artifact.custom_properties
-        node = _node_of(artifact.uri, config.paths.pipeline_root)
         if kind == "Examples":
             summary["splits"] = json.loads(props["split_counts"].string_value)
             summary["eval_mode"] = props["eval_mode"].string_value
@@ -149,5 +165,99 @@ def format_table(summary: dict[str, Any]) -> str:
     for key, value in sorted(accuracy["slices"].items()):
         lines.append(f"             {key:<28} {pct(value)}")
     lines.append(f"  blessed    {summary['blessed']}   pushed {summary['pushed']}"
-                 f"   version {summary['pushed_version'] or '-'}")
+                 f"   version {summary['pushed_version'] or '-'}"
+                 + ("   PUSH BLOCKED by the data gate" if summary.get("push_blocked") else "")
+                 + ("   (force_push)" if summary.get("forced") else ""))
+    if summary.get("report_url"):
+        lines.append(f"  report     {summary['report_url']}")
     return "\n".join(lines)
+
+
+# The Airflow UI page of a night's report (served by plugins/emerald_reports).
+REPORT_ROUTE = "/emerald-reports/night/{night}"
+
+
+def report_url(night: str, base_url: Optional[str] = None) -> str:
+    if base_url is None:
+        try:
+            from airflow.configuration import conf
+            base_url = conf.get("webserver", "base_url", fallback="http://localhost:8080")
+        except Exception:  # noqa: BLE001 - outside Airflow: the local default
+            base_url = "http://localhost:8080"
+    return base_url.rstrip("/") + REPORT_ROUTE.format(night=night)
+
+
+def _statistics_html(config: Config, tfx_run_id: str) -> str:
+    """TFDV's side-by-side view of tonight (eval) against training."""
+    from tensorflow_data_validation.utils import display_util
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types.standard_artifacts import ExampleStatistics
+
+    for _, artifact in run_outputs(open_store(config), tfx_run_id).get("StatisticsGen", []):
+        stats = ExampleStatistics()
+        stats.set_mlmd_artifact(artifact)
+        tonight = stats_artifact_utils.load_statistics(stats, "eval").proto()
+        training = stats_artifact_utils.load_statistics(stats, "train").proto()
+        return display_util.get_statistics_html(
+            tonight, training, lhs_name="tonight (eval)", rhs_name="training")
+    return "<p>No statistics for this run (StatisticsGen did not complete).</p>"
+
+
+def render_html(summary: dict[str, Any], statistics_html: str) -> str:
+    import html
+
+    def row(*cells):
+        return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+    findings = summary.get("findings", [])
+    finding_rows = "".join(row(f["kind"], f["feature"], f["statistic"],
+                               "" if f.get("value") is None else f"{f['value']:.3f}",
+                               "" if f.get("threshold") is None else f"{f['threshold']:.3f}",
+                               f["where"], f["message"]) for f in findings)
+    accuracy = summary["accuracy"]
+    slice_rows = row("overall", "-" if accuracy["overall"] is None
+                     else f"{accuracy['overall']:.3f}") + "".join(
+        row(k, f"{v:.3f}") for k, v in sorted(accuracy["slices"].items()))
+    verdict = ("push blocked" if summary.get("push_blocked") else
+               f"pushed {summary['pushed_version']}" if summary["pushed"] else "not pushed")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Emerald night {html.escape(summary['date'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
+<h1>Emerald night {html.escape(summary['date'])}</h1>
+<p>Run <code>{html.escape(str(summary.get('tfx_run_id')))}</code>, state
+<b>{html.escape(str(summary.get('state')))}</b>; blessed <b>{summary['blessed']}</b>;
+<b>{html.escape(verdict)}</b>{' (force_push)' if summary.get('forced') else ''}.</p>
+<p>Examples: {html.escape(', '.join(f'{k} {v}' for k, v in summary['splits'].items()))}
+(evaluation: {html.escape(str(summary.get('eval_mode')))}; rejected images
+{summary.get('rejected', 0)}).</p>
+<h2>Data findings</h2>
+<table><tr><th>kind</th><th>feature</th><th>statistic</th><th>value</th><th>threshold</th>
+<th>where</th><th>finding</th></tr>{finding_rows or row('none', '', '', '', '', '', '')}</table>
+<h2>Evaluation (accuracy per slice)</h2>
+<table><tr><th>slice</th><th>accuracy</th></tr>{slice_rows}</table>
+<h2>Statistics: tonight against training</h2>
+{statistics_html}
+</body></html>
+"""
+
+
+def write_night_report(config: Config, tfx_run_id: str, night: str,
+                       state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
+    """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
+    from pipeline_src import gate
+
+    summary = night_summary(config, tfx_run_id, night, state)
+    decision = gate.gate_night(config, summary, force_push)
+    previous = summary.get("previous_night")
+    previous = None if previous in (None, "none") else previous
+    summary["findings"] = [f.as_dict(night, previous)
+                           for f in decision.blocking + decision.warnings]
+    summary["push_blocked"] = decision.blocked
+    summary["forced"] = decision.forced
+    summary["report_url"] = report_url(night)
+    folder = config.paths.reports / night
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    (folder / "report.html").write_text(render_html(summary, _statistics_html(config, tfx_run_id)))
+    return summary

@@ -75,8 +75,9 @@ class ServingModule(tf.Module):
         raw = tf.io.parse_example(examples, self._parse_spec)
         transformed = self.tft_layer(raw)
         out = {features.IMAGE_XF: transformed[features.IMAGE_XF]}
-        if features.LABEL_XF in transformed:
-            out[features.LABEL_XF] = tf.reshape(transformed[features.LABEL_XF], [-1])
+        for name in (features.LABEL_XF, features.WEIGHT_XF):   # absent without a label
+            if name in transformed:
+                out[name] = tf.reshape(transformed[name], [-1])
         return out
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])

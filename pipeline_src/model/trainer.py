@@ -68,6 +68,7 @@ class _EpochLogger(keras.callbacks.Callback):
 def run_fn(fn_args) -> None:
     """Trains the CNN on the transformed train split and exports it to serving_model_dir."""
     settings = _settings(fn_args.custom_config)
+    model_lib.skip_autograph_for_tf_keras()
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings["seed"])
 

@@ -5,7 +5,8 @@ from typing import Any, Optional, Sequence
 
 from airflow.models import BaseOperator
 
-from emerald_gcs._common import DEFAULT_NIGHT, default_source, night_uri_template
+from emerald_gcs._common import (
+    DEFAULT_CORPUS_ONLY, DEFAULT_NIGHT, default_source, is_true, night_uri_template)
 
 
 class IngestNightOperator(BaseOperator):
@@ -21,6 +22,7 @@ class IngestNightOperator(BaseOperator):
         ``paths.source`` of the Emerald config).
     :param night: ``YYYY-MM-DD`` (templated; default ``{{ params.get('night') or ds }}``).
     :param spans_dir: default ``paths.spans``. :param quarantine_dir: default ``paths.quarantine``.
+    :param corpus_only: templated; true on the bootstrap night before Toto's first upload.
     :param include_corpus: also mirror ``{source}/corpus/`` (idempotent, a listing when unchanged).
     :param max_pixels: default ``ingest.max_pixels``.
     :param unknown_labels: ``ingest`` | ``hold``; default ``ingest.unknown_labels``.
@@ -30,12 +32,13 @@ class IngestNightOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("source", "night", "night_prefix", "spans_dir",
-                                      "quarantine_dir")
+                                      "quarantine_dir", "corpus_only")
     ui_color = "#e8f4ea"
 
     def __init__(self, *, source: Optional[str] = None, night: str = DEFAULT_NIGHT,
                  spans_dir: Optional[str] = None, quarantine_dir: Optional[str] = None,
-                 include_corpus: bool = True, max_pixels: Optional[int] = None,
+                 include_corpus: bool = True, corpus_only: Any = DEFAULT_CORPUS_ONLY,
+                 max_pixels: Optional[int] = None,
                  unknown_labels: Optional[str] = None,
                  known_labels: Optional[Sequence[str]] = None, workers: Optional[int] = None,
                  gcp_conn_id: str = "google_cloud_default",
@@ -47,6 +50,7 @@ class IngestNightOperator(BaseOperator):
         self.spans_dir = None if spans_dir is None else str(spans_dir)
         self.quarantine_dir = None if quarantine_dir is None else str(quarantine_dir)
         self.include_corpus = include_corpus
+        self.corpus_only = corpus_only
         self.max_pixels = max_pixels
         self.unknown_labels = unknown_labels
         self.known_labels = tuple(known_labels) if known_labels is not None else None
@@ -62,6 +66,7 @@ class IngestNightOperator(BaseOperator):
         cfg = load_config()
         kwargs = dict(
             include_corpus=self.include_corpus,
+            include_night=not is_true(self.corpus_only),
             max_pixels=self.max_pixels or cfg.ingest.max_pixels,
             unknown_labels=self.unknown_labels or cfg.ingest.unknown_labels,
             known_labels=self.known_labels if self.known_labels is not None else cfg.data.labels,

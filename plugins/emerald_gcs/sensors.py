@@ -18,7 +18,8 @@ from typing import Any, Optional, Sequence
 from airflow.exceptions import AirflowSensorTimeout
 from airflow.sensors.base import BaseSensorOperator
 
-from emerald_gcs._common import DEFAULT_NIGHT, default_source, night_uri_template
+from emerald_gcs._common import (
+    DEFAULT_CORPUS_ONLY, DEFAULT_NIGHT, default_source, is_true, night_uri_template)
 
 COMPLETION_RULES = ("quiet", "marker")
 MARKER_NAME = "_SUCCESS"
@@ -58,6 +59,7 @@ class NightUploadCompleteSensor(BaseSensorOperator):
     :param quiet_seconds: inactivity period for ``quiet`` (default ``ingest.quiet_seconds``).
     :param min_objects: objects needed before a quiet period counts (default 1).
     :param marker_name: the marker object for ``marker`` (default ``_SUCCESS``).
+    :param corpus_only: templated; true on the bootstrap night: nothing to wait for.
     :param timeout: seconds before failing (default ``ingest.timeout_seconds``).
     :param poke_interval: seconds between listings (default 60).
     :param gcp_conn_id: Airflow connection for GCS (``google_cloud_default``).
@@ -65,7 +67,7 @@ class NightUploadCompleteSensor(BaseSensorOperator):
     (as the provider's sensor does); ``marker`` may use ``mode="reschedule"``.
     """
 
-    template_fields: Sequence[str] = ("source", "night", "night_prefix")
+    template_fields: Sequence[str] = ("source", "night", "night_prefix", "corpus_only")
     ui_color = "#f0eee4"
 
     def __init__(self, *, source: Optional[str] = None, night: str = DEFAULT_NIGHT,
@@ -74,7 +76,7 @@ class NightUploadCompleteSensor(BaseSensorOperator):
                  gcp_conn_id: str = "google_cloud_default",
                  impersonation_chain: Optional[str] = None,
                  timeout: Optional[float] = None, poke_interval: float = 60,
-                 **kwargs: Any) -> None:
+                 corpus_only: Any = DEFAULT_CORPUS_ONLY, **kwargs: Any) -> None:
         cfg = None
         if completion is None or quiet_seconds is None or timeout is None:
             from pipeline_src.config import load_config  # PyYAML only
@@ -96,6 +98,7 @@ class NightUploadCompleteSensor(BaseSensorOperator):
         self.marker_name = marker_name
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
+        self.corpus_only = corpus_only
         self._inner = None
 
     # -- poking ---------------------------------------------------------------------------
@@ -118,6 +121,9 @@ class NightUploadCompleteSensor(BaseSensorOperator):
         return self._inner
 
     def poke(self, context) -> bool:
+        if is_true(self.corpus_only):
+            self.log.info("corpus-only night: not waiting for %s", self.night_prefix)
+            return True
         if not self.night_prefix.startswith("gs://"):
             folder = self.night_prefix
             if self.completion == "marker":

@@ -100,3 +100,35 @@ def test_in_process_tasks_template_the_run_id_and_night(dagbag):
 def test_committed_ir_is_not_stale():
     """Fails when pipeline code or config changed without `make compile`."""
     assert compiled.stale_files(load_config()) == [], "run `make compile` and commit"
+
+
+def test_ingestion_heads_the_dag_and_the_gate_guards_the_push(dagbag):
+    dag = dagbag.dags[load_config().dag.dag_id]
+    assert dag.get_task("wait_for_night").downstream_task_ids == {"ingest_night", "night_report"}
+    assert "ingest_night" in dag.get_task("ImageExampleGen").upstream_task_ids
+    gate = dag.get_task("data_gate")
+    assert {"ExampleValidator", "SkewValidator", "DriftValidator"} <= gate.upstream_task_ids
+    assert "data_gate" in dag.get_task("Pusher").upstream_task_ids
+    assert {"night", "corpus_only", "force_push"} <= set(dag.params)
+
+
+def test_the_report_runs_whatever_happened_without_hiding_a_failure(dagbag):
+    dag = dagbag.dags[load_config().dag.dag_id]
+    report = dag.get_task("night_report")
+    assert report.is_teardown            # ignored for the run's state: a blocked night stays red
+    assert report.upstream_task_ids == {t.task_id for t in dag.tasks} - {"night_report"}
+
+
+def test_kubernetes_runner_is_a_configuration_switch(monkeypatch):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from pipeline_src.airflow_dag import build_nightly_dag
+
+    monkeypatch.setenv("EMERALD_NODE_RUNNER", "kubernetes")
+    config = load_config()
+    trainer = build_nightly_dag(config).get_task("Trainer")
+    assert isinstance(trainer, KubernetesPodOperator)
+    assert trainer.image == config.dag.kubernetes_image
+    assert trainer.cmds == ["emerald"]
+    assert trainer.arguments[:1] == ["node"] and trainer.arguments[-1] == "Trainer"
+    assert "--run-id" in trainer.arguments and "--night" in trainer.arguments

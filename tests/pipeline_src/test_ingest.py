@@ -88,17 +88,41 @@ def test_changed_max_pixels_reevaluates_everything(src, tmp_path):
     assert any("too many pixels" in q["reason"] for q in again.quarantined)
 
 
-def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch):
+@pytest.mark.parametrize("decode_processes", [2, 0], ids=["decode-processes", "in-thread"])
+def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch, decode_processes):
     run(src, tmp_path)
     span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
     before = sorted(p.relative_to(span) for p in span.rglob("*"))
     (src / "toto" / NIGHT.isoformat() / "lion" / "new.jpg").write_bytes(testing.jpeg())
     from pipeline_src import images
-    monkeypatch.setattr(images, "decode", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
+    # ingestion decodes with images.inspect (forked decode processes see this patch too)
+    monkeypatch.setattr(images, "inspect", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
     with pytest.raises(MemoryError):
-        run(src, tmp_path, include_corpus=False)
+        run(src, tmp_path, include_corpus=False, workers=4, decode_processes=decode_processes)
     assert sorted(p.relative_to(span) for p in span.rglob("*")) == before
     assert [p.name for p in span.parent.iterdir() if not p.name.endswith(".lock")] == [NIGHT.isoformat()]
+
+
+def test_decode_processes_and_in_thread_decoding_write_the_same_span(src, tmp_path):
+    from emerald_gcs import testing as t
+    night = src / "toto" / NIGHT.isoformat()
+    t.write_tree(night, {name: make() for name, (make, _) in t.BAD.items()})
+    reports, manifests = [], []
+    for i, procs in enumerate([2, 0]):
+        out = tmp_path / f"run{i}"
+        reports.append(ingest.ingest_night(
+            str(src), NIGHT, out / "spans", out / "q", include_corpus=False,
+            known_labels=LABELS, max_pixels=t.BAD_MAX_PIXELS, workers=3, decode_processes=procs))
+        m = json.loads((out / "spans" / "toto" / NIGHT.isoformat() / "_manifest.json").read_text())
+        manifests.append({k: v for k, v in m.items() if k != "written_at"})
+    assert manifests[0] == manifests[1]
+    assert reports[0].quarantined == reports[1].quarantined and len(reports[0].quarantined) == 6
+    by_obj = {e["object"].rsplit("/", 2)[-2] + "/" + e["object"].rsplit("/", 1)[-1]: e
+              for e in manifests[0]["objects"]}
+    rotated = by_obj["lion/b.jpg"]
+    assert (rotated["width"], rotated["height"], rotated["exif_orientation"]) == (64, 48, 6)
+    assert rotated["capture_time"] == "2026-01-02T03:04:05"
+    assert rotated["brightness"] is None         # not measured at ingestion any more
 
 
 def test_empty_listing_never_wipes_an_existing_span(src, tmp_path):
@@ -154,7 +178,8 @@ def test_cli_json(src, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EMERALD_HOME", str(tmp_path / "home"))
     argv = ["ingest", "--source", str(src), "--date", NIGHT.isoformat(), "--json"]
     assert cli.main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
+    # the last line: once Airflow is imported (tests/plugins), its root handler logs to stdout
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["date"] == NIGHT.isoformat()
     assert out["ingested"] == len(testing.GOOD) and out["unchanged"] == 0
     assert out["quarantined"] == [{"object": f"toto/{NIGHT.isoformat()}/lion/zero.jpg",
@@ -163,7 +188,7 @@ def test_cli_json(src, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "home" / "spans" / "toto" / NIGHT.isoformat() / "_manifest.json").is_file()
     assert (tmp_path / "home" / "quarantine" / NIGHT.isoformat() / "lion" / "zero.jpg").is_file()
     assert cli.main(argv) == 0
-    again = json.loads(capsys.readouterr().out)
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (again["ingested"], again["unchanged"]) == (0, len(testing.GOOD))
     assert cli.main(["ingest", "--source", str(src), "--date", "2026-05-05"]) == 1
     assert "no objects under" in capsys.readouterr().err

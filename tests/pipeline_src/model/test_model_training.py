@@ -178,3 +178,29 @@ def test_examples_signatures_for_tfma(trained):
     assert scores.shape == (3, len(LABELS))
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
     assert scores.argmax(axis=1).tolist() == [1, 2, 0]
+
+
+@pytest.mark.slow
+def test_tfma_model_spec_the_evaluator_uses(trained, tmp_path):
+    """The EvalConfig the pipeline's Evaluator should use works on this SavedModel."""
+    tfma = pytest.importorskip("tensorflow_model_analysis")
+    fn_args, _ = trained
+    eval_config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=exporter.EXAMPLES_SIGNATURE,
+            preprocessing_function_names=[exporter.TRANSFORM_SIGNATURE],
+            label_key=features.LABEL_XF, prediction_key=exporter.SCORES)],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
+            tfma.MetricConfig(class_name="ExampleCount")])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.SOURCE])])
+    result = tfma.run_model_analysis(
+        eval_shared_model=tfma.default_eval_shared_model(
+            eval_saved_model_path=fn_args.serving_model_dir, eval_config=eval_config),
+        eval_config=eval_config, data_location=fn_args.eval_files[0],
+        file_format="tfrecords", output_path=str(tmp_path / "tfma"))
+    metrics = dict(result.slicing_metrics)
+    overall = metrics[()][""][""]
+    assert overall["example_count"]["doubleValue"] == 9
+    assert overall["sparse_categorical_accuracy"]["doubleValue"] == 1.0
+    assert (((features.SOURCE, "corpus"),)) in metrics

@@ -1,0 +1,1 @@
+"""The data gate between validation and Pusher, and the night's alerts."""

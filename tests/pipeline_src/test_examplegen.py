@@ -1,0 +1,80 @@
+"""ExampleGen: which images land in which split, and what each example carries."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import tensorflow as tf
+
+from pipeline_src import examplegen, features, synth
+
+FIRST = dt.date(2026, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def spans(tmp_path_factory):
+    base = tmp_path_factory.mktemp("spans")
+    synth.synthesize(base, nights=2, seed=3, start_date=FIRST,
+                     corpus_per_label=4, toto_per_label=2)
+    return base
+
+
+def _names(images):
+    return {(i.source, i.night, i.label, i.path.name) for i in images}
+
+
+def test_corpus_only_night_uses_a_stable_hash_split(spans):
+    plan = examplegen.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
+    assert plan.eval_mode == "hash"
+    train, evaluation = plan.splits[features.TRAIN], plan.splits[features.EVAL]
+    assert {i.source for i in train + evaluation} == {"corpus"}
+    assert len(train) + len(evaluation) == 12
+    assert not _names(train) & _names(evaluation)
+    again = examplegen.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
+    assert _names(again.splits[features.EVAL]) == _names(evaluation)
+    assert plan.previous_night is None
+
+
+def test_a_toto_night_is_evaluated_on_that_night_and_trained_on_what_came_before(spans):
+    second = FIRST + dt.timedelta(days=1)
+    plan = examplegen.plan_splits(spans, second, "newest_night", 25)
+    assert plan.eval_mode == "newest_night"
+    evaluation = plan.splits[features.EVAL]
+    assert {(i.source, i.night) for i in evaluation} == {("toto", second.isoformat())}
+    train_nights = {i.night for i in plan.splits[features.TRAIN]}
+    assert train_nights == {"corpus", FIRST.isoformat()}
+    assert plan.previous_night == FIRST.isoformat()
+    assert {i.night for i in plan.splits[features.PREVIOUS]} == {FIRST.isoformat()}
+
+
+def test_hash_option_mixes_every_night_into_both_splits(spans):
+    plan = examplegen.plan_splits(spans, FIRST + dt.timedelta(days=1), "hash", 50)
+    assert plan.eval_mode == "hash"
+    everything = plan.splits[features.TRAIN] + plan.splits[features.EVAL]
+    assert len(everything) == 12 + 2 * 6
+
+
+def test_examples_carry_the_contract_features_and_bad_images_are_recorded(spans, tmp_path):
+    plan = examplegen.plan_splits(spans, FIRST, "newest_night", 25)
+    corrupt = spans / "toto" / FIRST.isoformat() / "lion" / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    try:
+        plan = examplegen.plan_splits(spans, FIRST, "newest_night", 25)
+        result = examplegen.write_splits(plan, str(tmp_path), max_pixels=10_000_000)
+    finally:
+        corrupt.unlink()
+    assert result["counts"][features.EVAL] == 6   # the broken file is not an example...
+    assert result["rejected"] == [{"object": str(corrupt),
+                                   "reason": result["rejected"][0]["reason"]}]
+    assert "corrupt" in result["rejected"][0]["reason"]   # ...but it is accounted for
+    path = tmp_path / "Split-eval" / "data_tfrecord-00000-of-00001.gz"
+    records = list(tf.data.TFRecordDataset(str(path), compression_type="GZIP"))
+    example = tf.train.Example.FromString(records[0].numpy())
+    feats = example.features.feature
+    assert set(feats) == set(features.BYTES_FEATURES + features.INT_FEATURES
+                             + features.FLOAT_FEATURES)
+    assert feats[features.SOURCE].bytes_list.value[0] == b"toto"
+    assert feats[features.ORIENTATION].bytes_list.value[0] == b"portrait"
+    assert feats[features.ASPECT_RATIO].float_list.value[0] == pytest.approx(0.75)
+    assert 0 <= feats[features.CAPTURE_HOUR].int64_list.value[0] <= 23
+    assert feats[features.NIGHT].bytes_list.value[0] == FIRST.isoformat().encode()

@@ -1,0 +1,222 @@
+"""The Emerald reports plugin: listing, safe lookup of a night's report, the "Night report" link."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import NotFound
+
+from emerald_reports import links, reports
+
+REPO = Path(__file__).resolve().parents[2]
+
+SUMMARY = {
+    "date": "2026-01-02", "state": "success", "tfx_run_id": "manual__2026-01-02.7",
+    "splits": {"train": 120, "eval": 36},
+    "anomalies": [{"where": "eval", "feature": "label", "type": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+                   "description": "Examples contain values missing from the schema: zebra"}],
+    "skew": [{"where": "eval-train", "feature": "aspect_ratio",
+              "type": "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "description": "...",
+              "value": 0.61, "threshold": 0.2}],
+    "drift": [],
+    "accuracy": {"overall": 0.8125, "slices": {"source=toto": 0.7, "source=corpus": 0.9}},
+    "blessed": True, "pushed": True, "pushed_version": "1767319200", "push_blocked": None,
+}
+
+
+def write_night(root: Path, night: str, summary: dict | None = None, html: str | None = None):
+    folder = root / night
+    folder.mkdir(parents=True)
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+    if html is not None:
+        (folder / "report.html").write_text(html)
+    return folder
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    root = tmp_path / "reports"
+    write_night(root, "2026-01-02", SUMMARY, "<h1>night 2 report</h1>")
+    write_night(root, "2026-01-01", dict(SUMMARY, date="2026-01-01", anomalies=[], skew=[],
+                                         blessed=False, pushed=False, pushed_version=None,
+                                         accuracy={"overall": None, "slices": {}}))
+    write_night(root, "2026-01-03")                      # a run still going: no summary yet
+    (root / "2026-01-04").mkdir()
+    (root / "2026-01-04" / "summary.json").write_text("{not json")   # a torn write
+    (root / "notes").mkdir()                             # not a night
+    (root / "2026-13-40").mkdir()                        # not a date
+    return root
+
+
+def test_lists_nights_newest_first_with_findings_metrics_and_model(root):
+    nights = reports.list_summaries(root)
+    assert [n["night"] for n in nights] == ["2026-01-02", "2026-01-01"]
+    night2 = nights[0]
+    assert [f["kind"] for f in night2["findings"]] == ["anomalies", "skew"]
+    assert night2["findings"][1]["value"] == 0.61
+    assert night2["accuracy"]["overall"] == 0.8125
+    assert list(night2["accuracy"]["slices"]) == ["source=corpus", "source=toto"]
+    assert night2["blessed"] and night2["pushed_version"] == "1767319200"
+    assert night2["has_report"] is True
+    assert nights[1]["has_report"] is False and nights[1]["findings"] == []
+
+
+def test_a_missing_reports_folder_lists_nothing(tmp_path):
+    assert reports.list_summaries(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize("night", [
+    "../2026-01-02", "2026-01-02/../2026-01-02", "..", ".", "", "/etc/passwd", "2026-01-02\x00",
+    "2026-1-2", "2026-13-40", "notes", "2026-01-05", None, 20260102,
+])
+def test_unknown_or_malformed_nights_are_refused(root, night):
+    assert reports.night_dir(root, night) is None
+    assert reports.report_file(root, night) is None
+    assert reports.load_summary(root, night) is None
+
+
+def test_a_symlinked_night_pointing_outside_is_refused(root, tmp_path):
+    outside = tmp_path / "outside"
+    write_night(outside, "x", SUMMARY, "<h1>secret</h1>")
+    (root / "2026-02-01").symlink_to(outside / "x")
+    assert "2026-02-01" not in reports.known_nights(root)
+    assert reports.report_file(root, "2026-02-01") is None
+
+
+def test_report_response_serves_a_known_night_sandboxed_and_404s_otherwise(root):
+    from emerald_reports.views import report_response
+
+    app = Flask(__name__)
+    with app.test_request_context():
+        response = report_response(root, "2026-01-02")
+        response.direct_passthrough = False
+        assert response.status_code == 200
+        assert response.mimetype == "text/html"
+        assert b"night 2 report" in response.get_data()
+        assert response.headers["Content-Security-Policy"].startswith("sandbox")
+        for night in ("../2026-01-02", "2026-01-01", "2026-01-05", "..%2F..%2Fetc"):
+            with pytest.raises(NotFound):
+                report_response(root, night)
+
+
+def test_templates_render_the_listing_and_a_night(root):
+    """The page templates with a stand-in for Airflow's base template."""
+    import jinja2
+
+    templates = REPO / "plugins" / "emerald_reports" / "templates"
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(templates)),
+        jinja2.DictLoader({"base.html": "{% block content %}{% endblock %}"})]),
+        autoescape=True)
+    env.globals["url_for"] = lambda endpoint, **kw: f"/{endpoint}/{kw.get('night', '')}"
+    html = env.get_template("emerald_reports/index.html").render(
+        base_template="base.html", nights=reports.list_summaries(root), reports_dir=str(root),
+        fmt=reports.fmt_metric)
+    assert 'id="night-2026-01-02"' in html and 'id="night-2026-01-01"' in html
+    assert 'data-night="2026-01-02">0.812<' in html      # overall accuracy, 3 decimals
+    assert 'data-slice="source=toto">0.700<' in html
+    assert "1767319200" in html and "aspect_ratio" in html and "0.610 &gt; 0.200" in html
+    night = env.get_template("emerald_reports/night.html").render(
+        base_template="base.html", s=reports.load_summary(root, "2026-01-02"), fmt=reports.fmt_metric)
+    assert 'sandbox=""' in night and "/EmeraldReportsView.report/2026-01-02" in night
+
+
+def test_html_in_a_summary_is_escaped(root):
+    import jinja2
+
+    write_night(root, "2026-01-09", dict(SUMMARY, anomalies=[
+        {"where": "eval", "feature": "<script>alert(1)</script>", "type": "X", "description": ""}]))
+    templates = REPO / "plugins" / "emerald_reports" / "templates"
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(templates)),
+        jinja2.DictLoader({"base.html": "{% block content %}{% endblock %}"})]), autoescape=True)
+    env.globals["url_for"] = lambda endpoint, **kw: "/"
+    html = env.get_template("emerald_reports/index.html").render(
+        base_template="base.html", nights=reports.list_summaries(root), reports_dir="r",
+        fmt=reports.fmt_metric)
+    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+
+
+# --------------------------------------------------------------------------- #
+# The "Night report" link
+# --------------------------------------------------------------------------- #
+def test_night_comes_from_the_rendered_field_then_the_conf_then_the_logical_date():
+    logical = dt.datetime(2026, 1, 7, 2, tzinfo=dt.timezone.utc)
+    assert links.resolve_night("2026-01-05", {"night": "2026-01-06"}, logical) == "2026-01-05"
+    assert links.resolve_night(None, {"night": "2026-01-06"}, logical) == "2026-01-06"
+    assert links.resolve_night("{{ params.night or ds }}", {"night": None}, logical) == "2026-01-07"
+    assert links.resolve_night(None, {"night": "../../etc"}, logical) == "2026-01-07"
+    assert links.resolve_night(None, None, None) is None
+
+
+def test_link_url_outside_and_inside_the_webserver(monkeypatch):
+    assert links.night_report_url("2026-01-02") == "/emerald-reports/night/2026-01-02"
+
+    from flask_appbuilder import AppBuilder  # noqa: F401  (the view needs FAB importable)
+    from emerald_reports.views import EmeraldReportsView
+
+    app = Flask(__name__)
+    # The endpoint FAB registers for the view: "EmeraldReportsView.night".
+    app.add_url_rule(f"{EmeraldReportsView.route_base}/night/<string:night>",
+                     endpoint="EmeraldReportsView.night")
+    with app.test_request_context("/"):
+        assert links.night_report_url("2026-01-02") == "/emerald-reports/night/2026-01-02"
+
+
+def test_get_link_uses_the_looked_up_night_and_is_empty_without_one(monkeypatch):
+    link = links.NightReportLink()
+    assert link.name == "Night report"
+    monkeypatch.setattr(links, "_lookup_night", lambda ti_key: "2026-01-03")
+    assert link.get_link(None, ti_key=object()).endswith("/emerald-reports/night/2026-01-03")
+    monkeypatch.setattr(links, "_lookup_night", lambda ti_key: None)
+    assert link.get_link(None, ti_key=object()) == ""
+
+    def broken(ti_key):
+        raise RuntimeError("no database")
+    monkeypatch.setattr(links, "_lookup_night", broken)
+    assert link.get_link(None, ti_key=object()) == ""
+
+
+def test_attach_adds_the_link_to_the_validation_and_evaluation_tasks_and_survives_serialisation(
+        emerald_home):
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    from pipeline_src.airflow_dag import build_nightly_dag
+    from pipeline_src.config import load_config
+
+    dag = build_nightly_dag(load_config())
+    attached = links.attach_night_report_links(dag)
+    assert set(attached) == set(links.REPORT_TASK_IDS) & set(dag.task_dict)
+    assert {"ExampleValidator", "SkewValidator", "DriftValidator", "Evaluator"} <= set(attached)
+    assert links.attach_night_report_links(dag) == attached          # idempotent
+    for task_id in attached:
+        names = [link.name for link in dag.task_dict[task_id].operator_extra_links]
+        assert names.count("Night report") == 1
+    assert "Night report" not in dag.task_dict["Trainer"].extra_links
+
+    # What the webserver does: deserialise the DAG, the plugin registering the link class.
+    serialized = SerializedDAG.to_dict(dag)
+    tasks = {t.get("__var", t)["task_id"]: t.get("__var", t) for t in serialized["dag"]["tasks"]}
+    assert tasks["Evaluator"]["_operator_extra_links"] == [
+        {"emerald_reports.links.NightReportLink": {}}]
+    restored = SerializedDAG.from_dict(serialized)
+    assert "Night report" in restored.task_dict["Evaluator"].extra_links
+
+
+def test_the_plugin_registers_the_view_menu_and_link():
+    import importlib
+
+    plugin_module = importlib.import_module("emerald_reports.emerald_reports_plugin")
+    plugin = plugin_module.EmeraldReportsPlugin
+    (view,) = plugin.appbuilder_views
+    assert (view["category"], view["name"]) == ("Emerald", "Emerald reports")
+    assert view["view"].route_base == "/emerald-reports"
+    assert [type(link).__module__ + "." + type(link).__name__
+            for link in plugin.operator_extra_links] == ["emerald_reports.links.NightReportLink"]
+    # Only the plugin file is loaded by Airflow's plugin manager (see .airflowignore).
+    ignore = (REPO / "plugins" / "emerald_reports" / ".airflowignore").read_text()
+    assert "views" in ignore and "emerald_reports_plugin" not in ignore
