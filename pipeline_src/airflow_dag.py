@@ -49,15 +49,19 @@ def _node_task(config: Config, node_id: str):
             python_callable=launch_in_external_python,
             op_kwargs={"node_id": node_id, "tfx_run_id": TFX_RUN_ID, "night": NIGHT},
             expect_airflow=False)
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.providers.cncf.kubernetes.secret import Secret
     from emerald_tfx.operators import NIGHT, TFX_RUN_ID
 
+    return _pod(config, node_id, ["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id])
+
+
+def _pod(config: Config, task_id: str, arguments: list):
+    """`emerald ...` in the project's image: Google's advice for TFX on Cloud Composer."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
     return KubernetesPodOperator(
-        task_id=node_id, name=f"emerald-{node_id.lower()}",
-        image=config.dag.kubernetes_image,
-        cmds=["emerald"],
-        arguments=["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id],
+        task_id=task_id, name=f"emerald-{task_id.lower().replace('_', '-')}",
+        image=config.dag.kubernetes_image, cmds=["emerald"], arguments=arguments,
         env_vars={"EMERALD_PROFILE": config.profile or "", "EMERALD_SOURCE": config.paths.source},
         secrets=[Secret("env", "EMERALD_MLMD_PASSWORD", "emerald-mlmd", "password")],
         get_logs=True)
@@ -101,22 +105,41 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
                 tasks[parent] >> tasks[node_id]
             if not upstream and node_id == EXAMPLE_GEN:
                 wait >> ingest >> tasks[node_id]
-        _gate_and_report(tasks, [wait, ingest])
+        _gate_and_report(config, tasks, [wait, ingest])
     return dag
 
 
-def _gate_and_report(tasks: dict, ingestion: list) -> None:
+def _gate_and_report(config: Config, tasks: dict, ingestion: list) -> None:
     """The data gate sits between the validators and Pusher; the report closes the night.
 
     The report is a teardown task: it runs whatever happened (all done) and does
     not decide the run's state, so a blocked or failed night still shows red.
+    Both need TFX and MLMD, so they run where the nodes run.
     """
-    from emerald_alerts.operators import DataGateOperator, NightReportOperator
-
-    gate = DataGateOperator(task_id="data_gate")
+    gate = _night_task(config, "data_gate", "gate")
     [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
-    report = NightReportOperator(task_id="night_report").as_teardown()
+    report = _night_task(config, "night_report", "report").as_teardown()
     ingestion + list(tasks.values()) + [gate] >> report
+
+
+def _night_task(config: Config, task_id: str, command: str):
+    from emerald_alerts import operators as alerts
+    from emerald_tfx.operators import NIGHT, TFX_RUN_ID
+
+    if config.dag.node_runner == "in_process":
+        cls = alerts.DataGateOperator if command == "gate" else alerts.NightReportOperator
+        return cls(task_id=task_id)
+    if config.dag.node_runner == "external_python":
+        from airflow.operators.python import ExternalPythonOperator
+
+        return ExternalPythonOperator(
+            task_id=task_id, python=config.dag.external_python, expect_airflow=True,
+            python_callable=(alerts.gate_in_external_python if command == "gate"
+                             else alerts.report_in_external_python),
+            op_kwargs={"tfx_run_id": TFX_RUN_ID, "night": NIGHT,
+                       "force_push": alerts.FORCE_PUSH})
+    return _pod(config, task_id, [command, "--run-id", TFX_RUN_ID, "--night", NIGHT,
+                                   f"--force-push={alerts.FORCE_PUSH}"])
 
 
 def _ingestion_tasks(config: Config):

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "pipeline_src.compile",
     "pipeline_src.node",
     "pipeline_src.night",
+    "pipeline_src.gate",
 )
 
 
@@ -24,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emerald", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:   # not written yet: leave the subcommand out
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

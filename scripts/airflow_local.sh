@@ -200,6 +200,11 @@ fi
 # Put the DAG in the database now, so the UI lists it before the scheduler's first parse
 # (and so an import error shows up here rather than as a missing DAG).
 "${AIRFLOW[@]}" dags reserialize >> "$LOG_DIR/setup.log" 2>&1 || { tail -20 "$LOG_DIR/setup.log" >&2; exit 1; }
+import_errors="$("${AIRFLOW[@]}" dags list-import-errors -o plain 2>/dev/null | grep -v "^No data found" || true)"
+if [[ -n "$import_errors" ]]; then
+  echo "airflow_local: WARNING: DAG import errors (the UI lists them too):" >&2
+  echo "$import_errors" >&2
+fi
 
 start_proc() {
   local name="$1"; shift

@@ -17,6 +17,8 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
+import airflow  # noqa: E402,F401 - puts dags/ and plugins/ on sys.path, as a deployment does
+
 
 @pytest.fixture
 def emerald_home(tmp_path, monkeypatch) -> pathlib.Path:

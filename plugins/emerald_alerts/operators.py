@@ -40,39 +40,35 @@ class DataGateOperator(_NightRunOperator):
     def execute(self, context) -> dict:
         from airflow.exceptions import AirflowFailException
 
-        from emerald_alerts.hooks import EmeraldAlertHook
-        from pipeline_src import gate, report
+        from pipeline_src import gate
         from pipeline_src.config import load_config
 
         config = load_config()
-        force = _is_true(self.force_push)
-        summary = report.write_night_report(config, self.tfx_run_id, self.night,
-                                            state="running", force_push=force)
-        decision = gate.gate_night(config, summary, force)
-        for finding in summary["findings"]:
-            self.log.warning("%s finding: %s", finding["kind"], finding["message"])
-        outcome = {}
-        if decision.needs_alert:
-            previous = summary.get("previous_night")
-            subject, body = gate.alert_text(
-                decision, self.night, None if previous == "none" else previous,
-                summary["report_url"])
-            hook = EmeraldAlertHook(
-                marker_dir=config.paths.reports / self.night,
-                smtp_conn_id=config.alerts.smtp_conn_id,
-                slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails)
-            outcome = hook.send(self.tfx_run_id, subject, body, context)
-            self.log.info("alert %r: %s", subject, outcome)
-        if decision.forced:
-            self.log.warning("force_push: pushing despite %d blocking finding(s)",
-                             len(decision.blocking))
-        result = {"blocked": decision.blocked, "forced": decision.forced,
-                  "findings": summary["findings"], "alerts": outcome}
-        if decision.blocked:
-            raise AirflowFailException(
-                f"push blocked for night {self.night}: "
-                + "; ".join(f["message"] for f in summary["findings"] if f["kind"] in config.gate.block))
-        return result
+        try:
+            return gate.run_gate(config, self.tfx_run_id, self.night, _is_true(self.force_push),
+                                 gate.alert_sender(config, self.tfx_run_id, self.night, context))
+        except gate.PushBlocked as blocked:
+            raise AirflowFailException(str(blocked)) from None
+
+
+def gate_in_external_python(tfx_run_id: str, night: str, force_push: str) -> dict:
+    """ExternalPythonOperator callable (runs in the TFX virtualenv): the gate's body."""
+    from pipeline_src import gate
+    from pipeline_src.config import load_config
+
+    config = load_config()
+    return gate.run_gate(config, tfx_run_id, night, str(force_push).lower() == "true",
+                         gate.alert_sender(config, tfx_run_id, night))
+
+
+def report_in_external_python(tfx_run_id: str, night: str, force_push: str) -> dict:
+    """ExternalPythonOperator callable (runs in the TFX virtualenv): the night's report."""
+    from pipeline_src import report
+    from pipeline_src.config import load_config
+
+    summary = report.write_night_report(load_config(), tfx_run_id, night,
+                                        force_push=str(force_push).lower() == "true")
+    return {"report_url": summary["report_url"], "push_blocked": summary["push_blocked"]}
 
 
 class NightReportOperator(_NightRunOperator):

@@ -105,7 +105,8 @@ def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dic
         "date": data.get("date") or night,
         "state": data.get("state"),
         "accuracy": {"overall": accuracy.get("overall"),
-                     "slices": dict(sorted(slices.items())) if isinstance(slices, dict) else {}},
+                     "slices": (dict(sorted(slices.items(), key=lambda kv: _natural(kv[0])))
+                                if isinstance(slices, dict) else {})},
         "blessed": bool(data.get("blessed")),
         "pushed": bool(data.get("pushed")),
         "pushed_version": data.get("pushed_version"),
@@ -121,6 +122,12 @@ def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dic
                 findings.append(dict(item, kind=kind))
     out["findings"] = findings
     return out
+
+
+def _natural(key: str) -> list:
+    """capture_hour=8 before capture_hour=10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", str(key))]
 
 
 def list_summaries(root: os.PathLike) -> list[dict[str, Any]]:

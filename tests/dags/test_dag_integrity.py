@@ -132,3 +132,19 @@ def test_kubernetes_runner_is_a_configuration_switch(monkeypatch):
     assert trainer.cmds == ["emerald"]
     assert trainer.arguments[:1] == ["node"] and trainer.arguments[-1] == "Trainer"
     assert "--run-id" in trainer.arguments and "--night" in trainer.arguments
+
+
+@pytest.mark.parametrize("runner", ["external_python", "kubernetes"])
+def test_gate_and_report_run_where_the_nodes_run(monkeypatch, runner):
+    from pipeline_src.airflow_dag import build_nightly_dag
+
+    monkeypatch.setenv("EMERALD_NODE_RUNNER", runner)
+    dag = build_nightly_dag(load_config())
+    gate, report, trainer = (dag.get_task(t) for t in ("data_gate", "night_report", "Trainer"))
+    assert type(gate) is type(trainer) is type(report)
+    assert report.is_teardown
+    if runner == "kubernetes":
+        assert gate.arguments[0] == "gate" and report.arguments[0] == "report"
+        assert any(a.startswith("--force-push=") for a in gate.arguments)
+    else:
+        assert gate.python_callable.__name__ == "gate_in_external_python"

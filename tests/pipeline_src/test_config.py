@@ -47,7 +47,7 @@ def test_config_is_frozen():
 
 
 def test_thresholds_out_of_range_are_rejected(tmp_path):
-    text = config.DEFAULT_CONFIG_FILE.read_text().replace("aspect_ratio: 0.1", "aspect_ratio: 1.5", 1)
+    text = config.DEFAULT_CONFIG_FILE.read_text().replace("aspect_ratio: 0.2", "aspect_ratio: 1.5", 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     with pytest.raises(config.ConfigError, match="aspect_ratio"):
@@ -57,3 +57,26 @@ def test_thresholds_out_of_range_are_rejected(tmp_path):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="not found"):
         config.load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_gcp_profile_merges_over_the_defaults():
+    cfg = config.load_config(env={"EMERALD_PROFILE": "gcp"})
+    assert cfg.profile == "gcp"
+    assert cfg.paths.source.startswith("gs://") and cfg.paths.pipeline_root.startswith("gs://")
+    assert "--runner=DataflowRunner" in cfg.beam_args
+    assert cfg.dag.node_runner == "kubernetes"
+    assert cfg.metadata.backend == "postgresql"
+    assert cfg.data.labels == ("lion", "tiger", "bear")     # untouched keys keep their value
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load_config(env={"EMERALD_PROFILE": "mars"})
+
+
+def test_gate_policy_kinds_are_validated(tmp_path):
+    text = config.DEFAULT_CONFIG_FILE.read_text().replace("warn: [drift]", "warn: [vibes]")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(config.ConfigError, match="vibes"):
+        config.load_config(bad, env={})

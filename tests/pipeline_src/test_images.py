@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins"))
 
 from emerald_gcs import testing  # noqa: E402  (image builders only: no Airflow import)
 from pipeline_src import images  # noqa: E402

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins"))
 
 from emerald_gcs import testing  # noqa: E402  (image builders only: no Airflow import)
 from pipeline_src import ingest  # noqa: E402

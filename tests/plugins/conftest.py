@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins"))
 
 # Airflow reads AIRFLOW_HOME at import: point it at a throwaway dir before anything imports it.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="emerald-airflow-")

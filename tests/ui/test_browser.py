@@ -81,7 +81,18 @@ def test_trigger_a_night_from_the_ui_and_read_its_report(local_airflow, browser_
     page.wait_for_load_state()
     assert "/login" not in page.url, "login failed"
 
-    # The DAG list shows the nightly DAG.
+    # The DAG list shows the nightly DAG (an import error is the usual reason it doesn't).
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            api(airflow, f"/dags/{DAG_ID}")
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404 or time.monotonic() > deadline:
+                errors = api(airflow, "/importErrors").get("import_errors", [])
+                pytest.fail(f"{DAG_ID} is not in Airflow; import errors:\n"
+                            + "\n".join(e["stack_trace"] for e in errors), pytrace=False)
+        time.sleep(5)
     page.goto(f"{airflow.url}/home?search={DAG_ID}")
     dag_link = page.locator(f"a[href*='/dags/{DAG_ID}/grid']").first
     dag_link.wait_for()
