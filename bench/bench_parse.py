@@ -1,8 +1,10 @@
 """DAG file parse time: Emerald's DAG against the same pipeline through TFX's AirflowDagRunner.
 
-Each sample is a fresh interpreter filling a DagBag from one file, the number
-`airflow dags report` shows (DagBag's own per-file duration). Writes the
-results into BENCHMARKS.md between markers.
+Each sample is a fresh interpreter that first parses a trivial warm-up DAG
+(Airflow's own modules loaded, as in the scheduler's DAG processor, whose
+per-file children are forked from a process that has them) and then fills a
+DagBag from the measured file: DagBag's per-file duration, the number
+`airflow dags report` shows. Writes the results into BENCHMARKS.md.
 
     .venv/bin/python bench/bench_parse.py [--runs 5]
 """
@@ -22,9 +24,12 @@ FILES = {
     "emerald (compiled IR)": REPO / "dags" / "emerald_nightly.py",
     "TFX AirflowDagRunner": REPO / "bench" / "reference_dags" / "tfx_airflow_dag_runner.py",
 }
+WARMUP = REPO / "bench" / "reference_dags" / "warmup_dag.py"
 PROBE = """
 import json, sys
 from airflow.models import DagBag
+warm = DagBag(dag_folder=sys.argv[2], include_examples=False, safe_mode=False)
+assert not warm.import_errors, warm.import_errors
 bag = DagBag(dag_folder=sys.argv[1], include_examples=False, safe_mode=False)
 assert not bag.import_errors, bag.import_errors
 stat = bag.dagbag_stats[0]
@@ -33,8 +38,9 @@ print(json.dumps({"seconds": stat.duration.total_seconds(), "dags": stat.dag_num
 """
 
 
-def sample(path: Path, env: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], env=env, check=True,
+def sample(path: Path, env: dict, warmup: Path = WARMUP) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path), str(warmup)], env=env,
+                         check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -63,11 +69,15 @@ def main() -> int:
            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600"}
     results = {}
+    nothing = Path(home) / "no_dags_here.py"
+    nothing.write_text("")
     for name, path in FILES.items():
         samples = [sample(path, env) for _ in range(args.runs)]
         seconds = [s["seconds"] for s in samples]
+        cold = [sample(path, env, warmup=nothing)["seconds"] for _ in range(3)]
         results[name] = {"median": statistics.median(seconds), "min": min(seconds),
-                         "max": max(seconds), "tasks": samples[0]["tasks"]}
+                         "max": max(seconds), "tasks": samples[0]["tasks"],
+                         "cold": statistics.median(cold)}
         print(f"{name}: median {results[name]['median']:.3f} s over {args.runs} runs",
               flush=True)
     ours = results["emerald (compiled IR)"]["median"]
@@ -76,17 +86,23 @@ def main() -> int:
         "## DAG parse time",
         "",
         f"Command: `.venv/bin/python bench/bench_parse.py --runs {args.runs}` "
-        f"(2 cores; each run a fresh interpreter; DagBag's per-file parse duration, as "
-        f"`airflow dags report` shows it).",
+        f"(2 cores; each run a fresh interpreter that first parses a trivial warm-up DAG "
+        f"(`bench/reference_dags/warmup_dag.py`: Airflow's own modules loaded, as in the "
+        f"scheduler's DAG processor), then the measured file; DagBag's per-file parse "
+        f"duration, as `airflow dags report` shows it).",
         "",
-        "| DAG file | tasks | median (s) | min (s) | max (s) |",
-        "|---|---|---|---|---|",
+        "| DAG file | tasks | median (s) | min (s) | max (s) | cold, first file (s) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(f"| {name} | {r['tasks']} | {r['median']:.3f} | {r['min']:.3f} | "
-                     f"{r['max']:.3f} |")
+                     f"{r['max']:.3f} | {r['cold']:.3f} |")
     lines += ["", f"Speed-up: **{theirs / ours:.0f}x** (target >= 30x); Emerald's parse "
-              f"{'meets' if ours < 0.3 else 'misses'} the 0.3 s target."]
+              f"{'meets' if ours < 0.3 else 'misses'} the 0.3 s target.",
+              "", "The cold column (median of 3; no warm-up, the file is the first thing "
+              "the interpreter parses) adds Airflow's own first imports (params' JSON-schema "
+              "validation, serialization, pydantic models) to either file; the scheduler's "
+              "DAG processor has those loaded already."]
     write_section("BENCHMARKS.md", "parse", "\n".join(lines))
     return 0
 

@@ -106,6 +106,9 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
             if not upstream and node_id == EXAMPLE_GEN:
                 wait >> ingest >> tasks[node_id]
         _gate_and_report(config, tasks, [wait, ingest])
+    from emerald_reports.links import attach_night_report_links
+
+    attach_night_report_links(dag)   # "Night report" on the validation, gate and eval tasks
     return dag
 
 

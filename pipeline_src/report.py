@@ -187,19 +187,47 @@ def report_url(night: str, base_url: Optional[str] = None) -> str:
     return base_url.rstrip("/") + REPORT_ROUTE.format(night=night)
 
 
+def _feature_rows(stats) -> dict[str, str]:
+    """Feature -> a one-line description of its distribution in one split."""
+    rows = {}
+    for feature in stats.features:
+        name = ".".join(feature.path.step) or feature.name
+        if feature.HasField("num_stats"):
+            n = feature.num_stats
+            rows[name] = f"mean {n.mean:.3f}, sd {n.std_dev:.3f}, min {n.min:.3f}, max {n.max:.3f}"
+        elif feature.HasField("bytes_stats") or (
+                feature.HasField("string_stats") and feature.string_stats.top_values
+                and feature.string_stats.top_values[0].value == "__BYTES_VALUE__"):
+            rows[name] = "encoded images (bytes)"
+        elif feature.HasField("string_stats"):
+            top = ", ".join(f"{v.value} {v.frequency:.0f}" for v in feature.string_stats.top_values[:4])
+            rows[name] = f"{feature.string_stats.unique} unique; top: {top}"
+    return rows
+
+
 def _statistics_html(config: Config, tfx_run_id: str) -> str:
-    """TFDV's side-by-side view of tonight (eval) against training."""
-    from tensorflow_data_validation.utils import display_util
+    """TFDV statistics of tonight (eval) against training, as a plain table.
+
+    TFDV's own Facets view needs scripts from the internet; a table reads anywhere.
+    """
+    import html
+
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.types.standard_artifacts import ExampleStatistics
 
     for _, artifact in run_outputs(open_store(config), tfx_run_id).get("StatisticsGen", []):
         stats = ExampleStatistics()
         stats.set_mlmd_artifact(artifact)
-        tonight = stats_artifact_utils.load_statistics(stats, "eval").proto()
-        training = stats_artifact_utils.load_statistics(stats, "train").proto()
-        return display_util.get_statistics_html(
-            tonight, training, lhs_name="tonight (eval)", rhs_name="training")
+        tonight, training = (stats_artifact_utils.load_statistics(stats, split).proto().datasets[0]
+                             for split in ("eval", "train"))
+        left, right = _feature_rows(tonight), _feature_rows(training)
+        body = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(left.get(name, '-'))}</td>"
+            f"<td>{html.escape(right.get(name, '-'))}</td></tr>"
+            for name in sorted(set(left) | set(right)))
+        return (f"<table class='statistics'><tr><th>feature</th><th>tonight (eval, "
+                f"{tonight.num_examples} examples)</th><th>training ({training.num_examples} "
+                f"examples)</th></tr>{body}</table>")
     return "<p>No statistics for this run (StatisticsGen did not complete).</p>"
 
 

@@ -168,7 +168,8 @@ def test_night_report_is_written_next_to_the_run(nights):
     assert summary["push_blocked"] is True
     page = (folder / "report.html").read_text()
     assert "aspect_ratio" in page and "Jensen-Shannon" in page
-    assert "facets" in page.lower()          # TFDV's statistics view, tonight vs training
+    assert "class='statistics'" in page      # TFDV statistics, tonight vs training
+    assert "aspect_ratio</td><td>mean 0.750" in page   # tonight: every photo is 3:4
 
 
 def test_pushed_model_classifies_jpeg_bytes_from_a_fresh_seed(nights, tmp_path):
