@@ -121,3 +121,12 @@ def webhook_inbox():
     inbox = WebhookInbox()
     yield inbox
     inbox.stop()
+
+
+@pytest.fixture(scope="module")
+def alert_servers():
+    """A real SMTP server and a real webhook server shared by a module's tests."""
+    smtp, slack = SmtpInbox(), WebhookInbox()
+    yield smtp, slack
+    smtp.stop()
+    slack.stop()

@@ -49,18 +49,8 @@ def run_night(env: dict, night: dt.date, *flags: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def servers():
-    from conftest import SmtpInbox, WebhookInbox
-
-    smtp, slack = SmtpInbox(), WebhookInbox()
-    yield smtp, slack
-    smtp.stop()
-    slack.stop()
-
-
-@pytest.fixture(scope="module")
-def nights(tmp_path_factory, servers):
-    smtp, slack = servers
+def nights(tmp_path_factory, alert_servers):
+    smtp, slack = alert_servers
     home = tmp_path_factory.mktemp("e2e-home")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AIRFLOW") and not k.startswith("EMERALD")}

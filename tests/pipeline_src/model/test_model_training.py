@@ -169,9 +169,11 @@ def test_examples_signatures_for_tfma(trained):
 
     transformed = loaded.signatures[exporter.TRANSFORM_SIGNATURE](
         **{exporter.EXAMPLES_INPUT: batch})
-    assert set(transformed) == {features.IMAGE_XF, features.LABEL_XF}
+    assert set(transformed) == {features.IMAGE_XF, features.LABEL_XF, features.WEIGHT_XF}
     assert transformed[features.IMAGE_XF].shape == (3, SIZE, SIZE, 3)
     assert transformed[features.LABEL_XF].numpy().tolist() == [1, 2, -1]
+    # The unlabelled example cannot be scored, so TFMA gives it no weight.
+    assert transformed[features.WEIGHT_XF].numpy().tolist() == [1.0, 1.0, 0.0]
 
     scores = loaded.signatures[exporter.EXAMPLES_SIGNATURE](
         **{exporter.EXAMPLES_INPUT: batch})[exporter.SCORES].numpy()
