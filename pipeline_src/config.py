@@ -22,6 +22,11 @@ NODE_RUNNERS = ("in_process", "external_python", "kubernetes")
 EVAL_SPLITS = ("newest_night", "hash")
 
 
+def is_true(value) -> bool:
+    """A rendered Airflow template ("True", "false", "") or a CLI value as a bool."""
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
 class ConfigError(ValueError):
     """The configuration file or an environment override is invalid."""
 

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from typing import Any, Callable, Optional, Sequence
 
-from pipeline_src.config import Config, GateConfig
+from pipeline_src.config import Config, GateConfig, is_true
 
 log = logging.getLogger(__name__)
 SCHEMA_NODE = "ExampleValidator"
@@ -202,7 +202,7 @@ def register(subparsers) -> None:
         parser.add_argument("--run-id", required=True, help="the TFX pipeline run id")
         parser.add_argument("--night", required=True, help="YYYY-MM-DD")
         parser.add_argument("--force-push", nargs="?", const="true", default="false",
-                            type=lambda v: str(v).strip().lower() in ("true", "1", "yes"),
+                            type=is_true,
                             help="push despite blocking findings (alerted); =true/false")
         if name == "report":
             parser.add_argument("--state", default=None)

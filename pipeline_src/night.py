@@ -59,8 +59,12 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
                                                                   "corpus_only": corpus_only,
                                                                   "force_push": force_push})
     tfx_run_id = f"{dag_run.run_id}.{dag_run.id}"
-    summary = report.write_night_report(config, tfx_run_id, night.isoformat(),
-                                        str(dag_run.state), force_push=force_push)
+    written = config.paths.reports / night.isoformat() / "summary.json"
+    summary = json.loads(written.read_text()) if written.exists() else {}
+    if summary.get("tfx_run_id") != tfx_run_id:   # the report task did not run: write it now
+        summary = report.write_night_report(config, tfx_run_id, night.isoformat(),
+                                            force_push=force_push)
+    summary["state"] = str(dag_run.state)
     summary["failed_tasks"] = sorted(
         ti.task_id for ti in dag_run.get_task_instances() if ti.state in ("failed", "upstream_failed"))
     return summary

@@ -90,7 +90,7 @@ def _anomaly_findings(uri: str) -> list[dict[str, Any]]:
     return findings
 
 
-def _accuracy(uri: str, slices: tuple[str, ...]) -> dict[str, Any]:
+def _accuracy(uri: str) -> dict[str, Any]:
     import tensorflow_model_analysis as tfma
 
     result: dict[str, Any] = {"overall": None, "slices": {}}
@@ -135,7 +135,7 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
             target = {SKEW_NODE: "skew", DRIFT_NODE: "drift"}.get(node, "anomalies")
             summary[target].extend(findings)
         elif kind == "ModelEvaluation":
-            summary["accuracy"] = _accuracy(artifact.uri, config.evaluation.slices)
+            summary["accuracy"] = _accuracy(artifact.uri)
         elif kind == "ModelBlessing":
             summary["blessed"] = bool(props["blessed"].int_value) if "blessed" in props else False
         elif kind == "PushedModel":

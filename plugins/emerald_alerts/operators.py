@@ -6,12 +6,9 @@ from typing import Any, Sequence
 from airflow.models import BaseOperator
 
 from emerald_tfx.operators import NIGHT, TFX_RUN_ID
+from pipeline_src.config import is_true
 
 FORCE_PUSH = "{{ params.get('force_push', False) }}"
-
-
-def _is_true(value) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 class _NightRunOperator(BaseOperator):
@@ -45,7 +42,7 @@ class DataGateOperator(_NightRunOperator):
 
         config = load_config()
         try:
-            return gate.run_gate(config, self.tfx_run_id, self.night, _is_true(self.force_push),
+            return gate.run_gate(config, self.tfx_run_id, self.night, is_true(self.force_push),
                                  gate.alert_sender(config, self.tfx_run_id, self.night, context))
         except gate.PushBlocked as blocked:
             raise AirflowFailException(str(blocked)) from None
@@ -85,6 +82,6 @@ class NightReportOperator(_NightRunOperator):
                   if ti.state in ("failed", "upstream_failed") and ti.task_id != self.task_id]
         state = "failed" if failed else "success"
         summary = report.write_night_report(load_config(), self.tfx_run_id, self.night,
-                                            state=state, force_push=_is_true(self.force_push))
+                                            state=state, force_push=is_true(self.force_push))
         self.log.info("night %s report: %s", self.night, summary["report_url"])
         return {"report_url": summary["report_url"], "push_blocked": summary["push_blocked"]}

@@ -1,14 +1,11 @@
 """Shared by the operator and the sensor; imports nothing heavy."""
 from __future__ import annotations
 
+from pipeline_src.config import is_true  # noqa: F401 - PyYAML only; one rule for rendered booleans
+
 DEFAULT_NIGHT = "{{ params.get('night') or ds }}"
 # The bootstrap night before Toto's first upload: corpus only, nothing to wait for.
 DEFAULT_CORPUS_ONLY = "{{ params.get('corpus_only', False) }}"
-
-
-def is_true(value) -> bool:
-    """A rendered template field ("True", "false", "") or a real bool."""
-    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 def night_uri_template(source: str, night: str) -> str:
