@@ -1,20 +1,22 @@
 """Ingestion throughput and memory against the raw PIL decode rate of the same files.
 
-    .venv/bin/python bench/bench_ingest.py [--images 600] [--size 640x480] [--rounds 3]
+    .venv/bin/python bench/bench_ingest.py [--sizes 640x480:1200,2048x1536:200] [--rounds 7]
                                            [--memory 200,800,1600,3200] [--no-write]
 
 Writes its results into BENCHMARKS.md between `<!-- ingest:start -->` and
-`<!-- ingest:end -->` (and prints them). Rates, each measured once per round,
-rounds interleaved so that load from other jobs hits every row alike:
-  * PIL load, 1 and 2 processes: Image.open(BytesIO(data)).load() - the raw decode bound;
-  * images.inspect / images.decode, 2 processes: ingestion's light path / ExampleGen's full one;
-  * ingest local: ingest_night from a local directory (the default: fetch+decode threads;
-    and with 2 decode processes);
-  * ingest emulator: from gcp-storage-emulator (its Python server shares the cores).
-The ratio is ingest / PIL 2 processes within the same round; the table gives medians.
-Peak memory: a fresh process ingests nights of growing size; VmHWM of that
-process, and the largest decode worker's peak RSS (pages shared with the
-parent by fork included, so parent + workers overstates the total).
+`<!-- ingest:end -->` (and prints them). For each image size, rates measured
+once per round, the order reversed every other round so that drifting load
+from other jobs on the machine hits every row alike:
+  * PIL load, 1 and 2 processes: Image.open(BytesIO(data)).load() on bytes in
+    memory - the raw decode bound;
+  * ingest, this process alone: ingest_night(processes=1) from a local directory;
+  * ingest, default: ingest_night() - on 2 CPUs this process plus one worker.
+Every ingest run includes its own syncfs (the span is on disk before it is
+published); the file system is synced before each measurement, and a run's
+output removed (and synced) after it, so no measurement pays for another's
+writeback. The ratio is ingest default / PIL 2 processes within the same
+round; the table gives medians. Peak memory: a fresh process ingests nights of
+growing size; VmHWM of that process and the worker's own VmHWM.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,16 +68,6 @@ def _pil_load(data: bytes) -> int:
     return im.size[0]
 
 
-def _emerald_decode(data: bytes) -> int:
-    from pipeline_src import images
-    return images.decode(data)[1].width
-
-
-def _emerald_inspect(data: bytes) -> int:
-    from pipeline_src import images
-    return images.inspect(data).width
-
-
 def rate(fn, datas, procs: int) -> float:
     t = time.perf_counter()
     if procs == 1:
@@ -87,35 +80,35 @@ def rate(fn, datas, procs: int) -> float:
     return len(datas) / (time.perf_counter() - t)
 
 
-def ingest_rate(source: str, spans: Path, n: int, workers: int, decode_processes: int = 0) -> float:
+def ingest_rate(source: str, out: Path, n: int, processes=None) -> float:
+    """Images/s of one ingest_night run (its syncfs included); its output removed after."""
     from pipeline_src import ingest
     t = time.perf_counter()
-    report = ingest.ingest_night(source, NIGHT, spans, spans.parent / f"q-{spans.name}",
-                                 include_corpus=False, workers=workers,
-                                 decode_processes=decode_processes)
+    report = ingest.ingest_night(source, NIGHT, out / "spans", out / "q",
+                                 include_corpus=False, processes=processes)
     elapsed = time.perf_counter() - t
     assert report.ingested == n, report
+    shutil.rmtree(out)
+    os.sync()
     return n / elapsed
 
 
-def child_memory_ingest_only(n: int, src: str, decode_processes: int) -> None:
-    """Runs in a fresh process: ingests the night at `src`, prints its peak memory."""
+def child_memory(n: int, src: str) -> None:
+    """Runs in a fresh process: ingests the night at `src`, prints peak memory."""
     from pipeline_src import ingest
     tmp = Path(tempfile.mkdtemp(prefix="emerald-bench-mem-"))
-    report = ingest.ingest_night(src, NIGHT, tmp / "spans", tmp / "q", include_corpus=False,
-                                 decode_processes=decode_processes)
+    report = ingest.ingest_night(src, NIGHT, tmp / "spans", tmp / "q", include_corpus=False)
     assert report.ingested == n
+    shutil.rmtree(tmp)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
                if line.startswith("VmHWM"))
-    # The decode workers are forked (not exec'd) and joined: RUSAGE_CHILDREN is their peak.
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"peak_mb": round(int(hwm.split()[1]) / 1024, 1),
-                      "worker_peak_mb": round(workers, 1)}))
+                      "worker_peak_mb": max(report.worker_peak_mb, default=0)}))
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its reaped children (pool and decode workers)."""
+    """CPU time of this process and of its reaped children (PIL pools, ingest workers)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -141,140 +134,144 @@ def write_section(body: str) -> Path:
 
 
 NOTES = """
-What the rows measure: `ingest_night` lists the night, reads each file, computes its md5
-and crc32c, fully decodes it with `images.inspect` (Pillow `load()`, never `draft()`: the
-same acceptance and BadImage reasons as `images.decode`, without the upright copy, RGB
-conversion and luminance pass), writes it into the span and finally writes the manifest.
-The PIL rows only decode bytes already in memory, so everything else ingestion does per
-image (about 0.4 ms of CPU here: md5 0.13 ms, reading, writing, path checks, listing,
-manifest) is the gap to 1.0. At most 2 x workers images are in flight, whatever the
-night's size. The emulator row includes the emulator's own single-threaded Python server
-on the same cores. The decode-process variant (`decode_processes=2`) is kept as an option:
-on this machine its pipes and forked workers cost more CPU per image than they bought.
+What the rows measure: `ingest_night` lists the night, then this process and the worker
+take chunks of 16 objects in turn; for each object: read the file, crc32c it, fully decode
+it with `images.inspect` (Pillow `load()`, never `draft()`: the same acceptance and
+BadImage reasons as `images.decode`), write it into the temporary span; then the manifest,
+one syncfs, the atomic swap. The worker is a fresh interpreter (`python -m
+pipeline_src.ingest_worker`, never a fork of a task process that may hold threads or
+TensorFlow); its start-up (~0.2 s of CPU) is included, which is why small nights run in
+the task's process alone (fewer than 64 objects to fetch). The PIL rows only decode bytes
+already in memory: reading, checksumming, writing, syncing the span and the worker's
+start-up are the gap to 1.0, a fixed cost per file that matters less as images grow. At
+most 2 x threads images are in flight per process, whatever the night's size. The emulator
+row includes the emulator's own single-threaded Python server on the same cores.
 """
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=600)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sizes", default="640x480:1200,2048x1536:200",
+                    help="WxH:images, comma-separated")
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--memory", default="200,800,1600,3200")
-    ap.add_argument("--workers", type=int, default=4, help="fetch threads (ingest's default on 2 cores)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    ap.add_argument("--child-ingest", nargs=3, metavar=("N", "SRC", "DECODE_PROCESSES"))
+    ap.add_argument("--child-ingest", nargs=2, metavar=("N", "SRC"))
     args = ap.parse_args()
     if args.child_ingest:
-        child_memory_ingest_only(int(args.child_ingest[0]), args.child_ingest[1],
-                                 int(args.child_ingest[2]))
+        child_memory(int(args.child_ingest[0]), args.child_ingest[1])
         return
-    command = " ".join([".venv/bin/python", "bench/bench_ingest.py"] + [shlex.quote(a) for a in sys.argv[1:]])
+    command = " ".join([".venv/bin/python", "bench/bench_ingest.py"]
+                       + [shlex.quote(a) for a in sys.argv[1:]])
 
     from emerald_gcs import testing
     from pipeline_src import ingest
     from PIL import __version__ as pil_version
-    w, h = map(int, args.size.split("x"))
-    files = make_images(args.images, (w, h))
-    datas = list(files.values())
-    night_mb = sum(map(len, datas)) / 2**20
-    tmp = Path(tempfile.mkdtemp(prefix="emerald-bench-"))
-    testing.write_tree(tmp / "src" / "toto" / NIGHT.isoformat(), files)
-    load_before = load_average()
-    procs = len(os.sched_getaffinity(0))
 
+    tmp = Path(tempfile.mkdtemp(prefix="emerald-bench-"))
     names = {"pil1": "PIL load, 1 process",
              "pil2": "PIL load, 2 processes (decode bound)",
-             "inspect2": "images.inspect, 2 processes (ingestion's decode)",
-             "decode2": "images.decode, 2 processes (ExampleGen's decode)"}
-    for t in sorted({1, 2, args.workers}):
-        names[f"local{t}"] = f"ingest, local source, {t} fetch+decode thread(s)"
-    names["pool"] = f"ingest, local source, {args.workers} fetch threads + 2 decode processes"
-    samples: dict[str, list[float]] = {k: [] for k in names}
-    cpu_ms: dict[str, list[float]] = {k: [] for k in names}
+             "alone": "ingest, the task's process alone (processes=1)",
+             "default": f"ingest, default ({ingest.usable_cpus()} CPUs: this process "
+                        f"+ {ingest.usable_cpus() - 1} worker)"}
+    load_before = load_average()
+    sections, first_files, verdicts = [], None, []
+    for spec in args.sizes.split(","):
+        size, _, count = spec.partition(":")
+        n = int(count)
+        w, h = map(int, size.split("x"))
+        files = make_images(n, (w, h))
+        first_files = first_files or (size, files)
+        datas = list(files.values())
+        night_mb = sum(map(len, datas)) / 2**20
+        src = tmp / f"src-{size}"
+        testing.write_tree(src / "toto" / NIGHT.isoformat(), files)
+        os.sync()
+        samples = {k: [] for k in names}
+        cpu_ms = {k: [] for k in names}
+        ratios = []
+        runs = {"pil1": lambda: rate(_pil_load, datas, 1),
+                "pil2": lambda: rate(_pil_load, datas, 2),
+                "alone": lambda: ingest_rate(str(src), tmp / "out", n, processes=1),
+                "default": lambda: ingest_rate(str(src), tmp / "out", n)}
+        for r in range(args.rounds):
+            order = ["pil2", "default", "alone", "pil1"]
+            for key in (order if r % 2 == 0 else order[::-1]):
+                os.sync()
+                c0 = cpu_seconds()
+                samples[key].append(runs[key]())
+                cpu_ms[key].append((cpu_seconds() - c0) / n * 1000)
+            ratios.append(samples["default"][-1] / samples["pil2"][-1])
+            print(f"{size} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s"
+                                                        for k, v in samples.items())
+                  + f"; ratio {ratios[-1]:.2f}; load {load_average()}", flush=True)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        ratio = statistics.median(ratios)
+        verdicts.append((size, ratio))
+        lines = [f"**{n} JPEGs {size}** (q85, {night_mb / n * 1024:.0f} KiB each, "
+                 f"{night_mb:.1f} MiB), medians of {args.rounds} rounds:", "",
+                 "| measurement | images/s (median) | min | max | vs PIL 2-process decode "
+                 "| CPU ms per image (all processes, median) |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {names[k]} | {med[k]:.0f} | {min(samples[k]):.0f} | "
+                  f"{max(samples[k]):.0f} | {med[k] / med['pil2']:.2f} | "
+                  f"{statistics.median(cpu_ms[k]):.2f} |" for k in names]
+        lines += ["", f"Ingest (default) / decode-bound rate, same round: **{ratio:.2f}** "
+                      f"median (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); target >= 0.8.",
+                  ""]
+        sections.append((size, n, lines, med["pil2"]))
+        shutil.rmtree(src)
 
-    def measure(key, fn, *a):
-        c0 = cpu_seconds()
-        samples[key].append(fn(*a))
-        cpu_ms[key].append((cpu_seconds() - c0) / args.images * 1000)
-
-    ratios = []
-    for r in range(args.rounds):
-        measure("pil1", rate, _pil_load, datas, 1)
-        measure("pil2", rate, _pil_load, datas, 2)
-        measure("inspect2", rate, _emerald_inspect, datas, 2)
-        measure("decode2", rate, _emerald_decode, datas, 2)
-        for t in sorted({1, 2, args.workers}):
-            measure(f"local{t}", ingest_rate, str(tmp / "src"), tmp / f"spans-r{r}-l{t}",
-                    args.images, t)
-        measure("pool", ingest_rate, str(tmp / "src"), tmp / f"spans-r{r}-pool", args.images,
-                args.workers, 2)
-        ratios.append(samples[f"local{args.workers}"][-1] / samples["pil2"][-1])
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in samples.items())
-              + f"; ratio {ratios[-1]:.2f}; load {load_average()}", flush=True)
-
+    size, files = first_files
     with testing.gcs_emulator() as url:
         os.environ["STORAGE_EMULATOR_HOST"] = url
         client = testing.anonymous_client()
         client.create_bucket("bench")
         testing.upload_tree(client, "bench", f"cam/toto/{NIGHT}", files)
-        emu = ingest_rate("gs://bench/cam", tmp / "spans-emu", args.images, args.workers)
+        emu = ingest_rate("gs://bench/cam", tmp / "out", len(files))
         os.environ.pop("STORAGE_EMULATOR_HOST")
+    sections[0][2].insert(-3, f"| ingest, default, from gcp-storage-emulator (one run) "
+                              f"| {emu:.0f} | | | {emu / sections[0][3]:.2f} | |")
     load_after_rates = load_average()
 
     mem_rows = []
+    w, h = map(int, size.split("x"))
     for n in map(int, args.memory.split(",")):
         src = tmp / f"mem{n}"
-        extra = make_images(n, (w, h)) if n != args.images else files
+        extra = make_images(n, (w, h))
         testing.write_tree(src / "toto" / NIGHT.isoformat(), extra)
         mb = sum(map(len, extra.values())) / 2**20
         del extra
-        res = []
-        for decode_processes in (0, 2):
-            out = subprocess.run([sys.executable, __file__, "--child-ingest", str(n), str(src),
-                                  str(decode_processes)],
-                                 capture_output=True, text=True, check=True).stdout
-            res.append(json.loads(out.strip().splitlines()[-1]))
-        mem_rows.append((n, mb, res[0]["peak_mb"], res[1]["peak_mb"], res[1]["worker_peak_mb"]))
-        print(f"memory: {n} images, {mb:.1f} MiB: {mem_rows[-1][2:]} MiB", flush=True)
+        out = subprocess.run([sys.executable, __file__, "--child-ingest", str(n), str(src)],
+                             capture_output=True, text=True, check=True).stdout
+        res = json.loads(out.strip().splitlines()[-1])
+        mem_rows.append((n, mb, res["peak_mb"], res["worker_peak_mb"]))
+        shutil.rmtree(src)
+        print(f"memory: {n} images, {mb:.1f} MiB: {res}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    pil2 = med["pil2"]
-    ratio = statistics.median(ratios)
     lines = [
         "## Ingestion throughput and memory",
         "",
         f"Command: `{command}` (from the repository root; written by the script).",
         "",
-        f"Machine: {os.cpu_count()} cores ({procs} usable), Python {platform.python_version()}, "
-        f"Pillow {pil_version}; load average (1/5/15 min) {load_before} before the rate "
-        f"rounds, {load_after_rates} after them (other jobs share the machine). "
-        f"{args.images} JPEGs {args.size} (q85, {night_mb / args.images * 1024:.0f} KiB each, "
-        f"{night_mb:.1f} MiB). Medians of {args.rounds} interleaved rounds.",
+        f"Machine: {os.cpu_count()} cores ({ingest.usable_cpus()} usable, a shared VM whose "
+        f"per-image CPU cost drifts by +-30 % between rounds), Python "
+        f"{platform.python_version()}, Pillow {pil_version}; load average (1/5/15 min) "
+        f"{load_before} before the rate rounds, {load_after_rates} after them. Source and "
+        "spans on the same ext4 disk.",
         "",
-        "| measurement | images/s (median) | min | max | vs PIL 2-process decode "
-        "| CPU ms per image (all processes, median) |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {names[k]} | {med[k]:.0f} | {min(samples[k]):.0f} | {max(samples[k]):.0f} "
-              f"| {med[k] / pil2:.2f} | {statistics.median(cpu_ms[k]):.2f} |" for k in names]
-    lines += [f"| ingest, gcp-storage-emulator, {args.workers} fetch+decode threads (one run) "
-              f"| {emu:.0f} | | | {emu / pil2:.2f} | |"]
+    for _, _, section, _ in sections:
+        lines += section
     lines += [
+        "Peak memory of a fresh process running `ingest_night` (default: this process + "
+        f"worker) on {size} nights of growing size (VmHWM of each):",
         "",
-        f"Ingest (default: {args.workers} fetch+decode threads, local source) / decode-bound "
-        f"rate, same round: "
-        f"**{ratio:.2f}** median (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
-        f"target >= 0.8.",
-        "",
-        "Peak memory of a fresh `ingest_night` process (VmHWM), default threads and with 2 decode "
-        "processes (whose own peak RSS counts pages shared with the parent by fork):",
-        "",
-        "| images in night | night size (MiB) | ingest process, default (MiB) "
-        "| ingest process, 2 decode processes (MiB) | each decode process (MiB) |",
-        "|---:|---:|---:|---:|---:|",
+        "| images in night | night size (MiB) | ingest process (MiB) | worker process (MiB) |",
+        "|---:|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {mb:.1f} | {peak:.0f} | {ppeak:.0f} | {wpeak:.0f} |"
-              for n, mb, peak, ppeak, wpeak in mem_rows]
+    lines += [f"| {n} | {mb:.1f} | {peak:.0f} | {wpeak:.0f} |" for n, mb, peak, wpeak in mem_rows]
     lines += ["", NOTES.strip()]
     body = "\n".join(lines)
     print(body)

@@ -62,6 +62,7 @@ class Paths:
 class IngestConfig:
     max_pixels: int
     unknown_labels: str   # ingest | hold
+    processes: int        # 0: one per usable CPU; 1: the ingesting process alone
     completion: str       # quiet | marker
     quiet_seconds: int
     timeout_seconds: int
@@ -275,6 +276,7 @@ def load_config(path: Optional[os.PathLike] = None,
         ingest=IngestConfig(
             max_pixels=int(raw_ingest["max_pixels"]),
             unknown_labels=_choice(raw_ingest, "unknown_labels", ("ingest", "hold")),
+            processes=int(raw_ingest.get("processes", 0)),
             completion=_choice(raw_ingest, "completion", ("quiet", "marker")),
             quiet_seconds=int(raw_ingest["quiet_seconds"]),
             timeout_seconds=int(raw_ingest["timeout_seconds"]),

@@ -11,7 +11,6 @@ import io
 import warnings
 from typing import Optional
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -99,6 +98,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Ima
 
     What ExampleGen uses: the pixels, plus every ImageInfo field (brightness included).
     """
+    import numpy as np   # here, not at import: ingestion's worker processes start faster
+
     probe = _open_loaded(data, max_pixels)
     fmt, mode = probe.format, probe.mode
     exif_orientation = _orientation(probe)

@@ -18,10 +18,12 @@ unchanged (same generation and checksum as the span already holds), quarantined
 (held unknown labels included) or skipped (the ``_SUCCESS`` marker, folder
 placeholders).
 
-A span directory is built in a temporary sibling and swapped in with one
-atomic rename (``renameat2(RENAME_EXCHANGE)`` where the kernel has it), so a
-reader sees the old night or the new one, never half of one, and rerunning a
-night is idempotent. No Airflow import happens here: the Airflow plugin
+A span directory is built in a temporary sibling, synced to disk, and swapped
+in with one atomic rename (``renameat2(RENAME_EXCHANGE)`` where the kernel has
+it), so a reader sees the old night or the new one, never half of one, and
+rerunning a night is idempotent. Objects are fetched, decoded and written by
+this process together with worker interpreters (``WorkerPool``, one per extra
+CPU) when a tree is large enough to repay their start-up. No Airflow import happens here: the Airflow plugin
 (``plugins/emerald_gcs``) and the ``emerald ingest`` command share this code.
 """
 from __future__ import annotations
@@ -36,7 +38,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import random
 import re
@@ -193,7 +194,9 @@ def _b64_crc32c(data: bytes) -> str:
 
 
 class LocalStorage:
-    """A directory; generations are mtime_ns-size, checksums are computed on read."""
+    """A directory; generations are mtime_ns-size, the crc32c is computed on read."""
+
+    threads_per_process = 1      # reading a local file barely waits: one thread per CPU
 
     def __init__(self, root: os.PathLike | str):
         self.root = Path(root).expanduser().resolve()
@@ -201,35 +204,44 @@ class LocalStorage:
     def uri(self, prefix: str = "") -> str:
         return str(self.root / prefix) if prefix else str(self.root)
 
-    def _path(self, name: str) -> Path:
-        return _within(self.root, self.root / name)
-
     def exists(self, prefix: str) -> bool:
         return (self.root / prefix).is_dir()
 
     def list(self, prefix: str) -> list[ObjectInfo]:
+        """Regular files under prefix; links are neither followed nor listed."""
         base = self.root / prefix
         if not base.is_dir():
             return []
-        out = []
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                path = Path(dirpath) / fname
-                try:
-                    st = path.lstat()
-                except FileNotFoundError:
-                    continue
-                if not path.is_file() or path.is_symlink():
-                    continue
-                rel = path.relative_to(self.root).as_posix()
-                out.append(ObjectInfo(rel, f"{st.st_mtime_ns}-{st.st_size}", st.st_size))
+        skip = len(str(self.root)) + 1
+        out, folders = [], [str(base)]
+        while folders:
+            try:
+                entries = list(os.scandir(folders.pop()))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    out.append(ObjectInfo(entry.path[skip:].replace(os.sep, "/"),
+                                          f"{st.st_mtime_ns}-{st.st_size}", st.st_size))
         return sorted(out, key=lambda o: o.name)
 
     def read(self, info: ObjectInfo) -> tuple[ObjectInfo, bytes]:
-        with open(self._path(info.name), "rb", buffering=0) as f:
+        # Names come from list() (a walk that follows no link): a lexical check and
+        # O_NOFOLLOW suffice, without resolving every path again.
+        parts = info.name.split("/")
+        if info.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise IngestError(f"refusing to read {info.name!r} outside {self.root}")
+        fd = os.open(os.path.join(self.root, info.name),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb", buffering=0) as f:
             data = f.readall()
-        return dataclasses.replace(info, md5=_b64_md5(data), crc32c=_b64_crc32c(data)), data
+        return dataclasses.replace(info, crc32c=_b64_crc32c(data)), data
 
 
 def default_gcs_client(project: Optional[str] = None):
@@ -243,7 +255,13 @@ def default_gcs_client(project: Optional[str] = None):
 
 
 class GCSStorage:
-    """One bucket; lists by prefix, fetches one object at a time, retries transient errors."""
+    """One bucket; lists by prefix, fetches one object at a time, retries transient errors.
+
+    Pickles as bucket, project, credentials and endpoint (never the client's
+    connections): a worker process builds its own client from them.
+    """
+
+    threads_per_process = 4      # a download mostly waits on the network
 
     def __init__(self, bucket: str, client=None, retry: RetryPolicy = RetryPolicy(),
                  timeout: float | tuple[float, float] = (10.0, 60.0)):
@@ -252,6 +270,23 @@ class GCSStorage:
         self.bucket = self.client.bucket(bucket)
         self.retry = retry
         self.timeout = timeout
+
+    def __getstate__(self) -> dict:
+        connection = getattr(self.client, "_connection", None)
+        return {"bucket_name": self.bucket_name, "retry": self.retry, "timeout": self.timeout,
+                "project": self.client.project,
+                "credentials": getattr(self.client, "_credentials", None),
+                "api_endpoint": getattr(connection, "API_BASE_URL", None)}
+
+    def __setstate__(self, state: dict) -> None:
+        from google.cloud import storage
+        options = None
+        if state["api_endpoint"] and not os.environ.get("STORAGE_EMULATOR_HOST"):
+            options = {"api_endpoint": state["api_endpoint"]}
+        client = storage.Client(project=state["project"], credentials=state["credentials"],
+                                client_options=options)
+        self.__init__(state["bucket_name"], client=client, retry=state["retry"],
+                      timeout=state["timeout"])
 
     def uri(self, prefix: str = "") -> str:
         return f"gs://{self.bucket_name}/{prefix}"
@@ -298,8 +333,7 @@ class GCSStorage:
 
         data = self.retry.call(fetch, what)
         cur = current[0]
-        return dataclasses.replace(cur, md5=cur.md5 or _b64_md5(data),
-                                   crc32c=cur.crc32c or _b64_crc32c(data)), data
+        return dataclasses.replace(cur, crc32c=cur.crc32c or _b64_crc32c(data)), data
 
 
 def parse_source(source_uri: str) -> tuple[str, str, str]:
@@ -374,6 +408,9 @@ class IngestReport:
     bytes_read: int = 0
     seconds: float = 0.0
     corpus: Optional[dict] = None
+    worker_processes: int = 0           # started besides this one (0: this one alone)
+    worker_peak_mb: list = dataclasses.field(default_factory=list)
+    worker_objects: list = dataclasses.field(default_factory=list)   # fetched by each worker
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -430,11 +467,30 @@ def _locked(dest: Path):
         yield
 
 
-def _write_json(path: Path, obj) -> None:
+def _sync_filesystem(path: Path) -> None:
+    """Flushes the files under `path` to disk before the rename that publishes them.
+
+    The rename is atomic, but without this a crash soon after it could leave
+    the new span with empty image files (delayed allocation). One syncfs(2)
+    for the whole filesystem costs less than an fsync per file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            os.sync()
+    except (OSError, AttributeError):
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj, sync: bool = True) -> None:
     with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
+        json.dump(obj, f)     # no indent: the C encoder, 3x faster on a big night
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def load_manifest(span_dir: os.PathLike | str) -> Optional[dict]:
@@ -448,7 +504,7 @@ def load_manifest(span_dir: os.PathLike | str) -> Optional[dict]:
         return None
 
 
-# --------------------------------------------------------------------------- one tree
+# --------------------------------------------------------------------------- planning
 
 @dataclasses.dataclass
 class _Plan:
@@ -515,132 +571,333 @@ def _bounded_map(fn, items: Iterable, workers: int) -> Iterator:
                 fut.cancel()
 
 
-# --------------------------------------------------------------------------- decoding
+# --------------------------------------------------------------------------- one object
 
-def _decode_job(data: bytes, max_pixels: int):
-    """images.inspect as (ImageInfo, None) or (None, BadImage reason); picklable either way."""
-    from pipeline_src import images
-    try:
-        return images.inspect(data, max_pixels), None
-    except images.BadImage as bad:
-        return None, bad.reason
+def _entry_base(plan: _Plan) -> dict:
+    info = plan.info
+    return {"object": info.name, "generation": info.generation, "size": info.size,
+            "md5": info.md5, "crc32c": info.crc32c, "label": plan.label}
 
 
-def _decode_worker(conn, max_pixels: int) -> None:
-    """A decode process: bytes in, (ImageInfo, reason) or ("error", exception) out; b"" ends it."""
-    import signal
-    # Not the parent's handlers (Airflow's SIGTERM handler calls on_kill); Ctrl-C is the parent's.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
+def _settle_without_fetching(plan: _Plan, prev_entries: dict, dest: Path,
+                             tmp: Path) -> Optional[dict]:
+    """The entry of an object decided without reading it (skipped, or unchanged: linked from
+    the current span), or None when it has to be fetched."""
+    if plan.status == STATUS_SKIPPED:
+        return {**_entry_base(plan), "status": STATUS_SKIPPED, "reason": plan.reason}
+    info = plan.info
+    prev = prev_entries.get(info.name)
+    if (prev and prev.get("generation") == info.generation
+            and (not info.crc32c or prev.get("crc32c") == info.crc32c)
+            and prev.get("file") == plan.file
+            and (dest / prev["file"]).is_file()):
+        target = _within(tmp, tmp / plan.file)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not data:
-            return
-        try:
-            result = ("ok", _decode_job(data, max_pixels))
-        except Exception as exc:  # noqa: BLE001 - re-raised in the parent (MemoryError too)
-            result = ("error", exc)
-        try:
-            conn.send(result)
-        except Exception as exc:  # noqa: BLE001 - an unpicklable exception
-            conn.send(("error", RuntimeError(f"decode worker: {type(exc).__name__}: {exc}")))
+            os.link(dest / prev["file"], target)
+        except OSError:
+            shutil.copy2(dest / prev["file"], target)
+        return {**prev, "status": STATUS_INGESTED, "_unchanged": True}
+    return None
 
 
-class _Decoder:
-    """Runs images.inspect in the calling (fetch) thread, or on `processes` worker processes.
+class _ObjectWriter:
+    """Fetches one planned object, decodes it fully and files it: span or quarantine.
 
-    In-thread is the default: images.inspect spends ~80 % of its time in
-    Pillow's decoder with the GIL released, and on the shared 2-core bench
-    machine it beat the process pool, whose pipes and forked workers cost
-    ~0.6 ms more CPU per image (BENCHMARKS.md). The pool stays as an
-    option (`decode_processes` >= 2) for machines where the GIL-held part
-    limits threads. There a fetch thread takes an idle worker, writes the bytes
-    down its pipe and blocks (GIL released) on the verdict, so in-flight work
-    stays bounded by the fetch window. Plain pipes, no executor:
-    ProcessPoolExecutor's feeder and manager threads cost more than the
-    hashing and writing of the image (measured: over 1 ms per image). The workers
-    are forked from the thread that creates the decoder, before any fetch
-    thread exists, and only ever decode bytes. Fewer than 2 processes (or no
-    fork on this platform): in-thread decoding.
+    Picklable, storage included (GCSStorage sends its project and credentials,
+    never its connections), so the worker processes run exactly the code the
+    in-process threads run, writing into the same temporary directories.
     """
 
-    def __init__(self, processes: int, max_pixels: int):
-        import queue
-        self.max_pixels = max_pixels
-        self.procs: list = []
-        self.idle: "queue.Queue" = queue.Queue()
-        if processes < 2 or "fork" not in mp.get_all_start_methods():
-            return
-        ctx = mp.get_context("fork")
+    def __init__(self, storage, tmp: Path, qtmp: Path, max_pixels: int):
+        self.storage, self.tmp, self.qtmp, self.max_pixels = storage, tmp, qtmp, max_pixels
+        self._dirs: dict[str, Path] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dirs": {}}
+
+    def _span_dir(self, parent_rel: str) -> Path:
+        """tmp/parent_rel, created and checked (no link on the way) once per directory."""
+        parent = self._dirs.get(parent_rel)
+        if parent is None:
+            parent = _within(self.tmp, self.tmp / parent_rel if parent_rel else self.tmp)
+            parent.mkdir(parents=True, exist_ok=True)
+            self._dirs[parent_rel] = parent = _within(self.tmp, parent)
+        return parent
+
+    def _write_span_file(self, rel: str, data: bytes) -> None:
+        parent_rel, _, name = rel.rpartition("/")
+        if not name or name in (".", ".."):
+            raise IngestError(f"refusing to write {rel!r} in {self.tmp}")
+        path = self._span_dir(parent_rel) / name
         try:
-            for _ in range(processes):
-                parent_conn, child_conn = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_decode_worker, args=(child_conn, max_pixels),
-                                   name="emerald-decode", daemon=True)
-                proc.start()
-                child_conn.close()
-                self.procs.append((proc, parent_conn))
-                self.idle.put(parent_conn)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IngestError(f"refusing to write through a link: {path}") from None
+            raise
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def _quarantine(self, plan: _Plan, data: bytes, info: ObjectInfo, reason: str) -> None:
+        target = _within(self.qtmp, self.qtmp / plan.file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.with_name(target.name + REASON_SUFFIX).write_text(
+            f"object: {info.name}\ngeneration: {info.generation}\n"
+            f"source: {self.storage.uri(info.name)}\nreason: {reason}\n")
+
+    def __call__(self, plan: _Plan) -> dict:
+        from pipeline_src import images
+        info, data = self.storage.read(plan.info)
+        entry = {**_entry_base(plan), "md5": info.md5, "crc32c": info.crc32c,
+                 "generation": info.generation, "size": len(data), "_bytes": len(data)}
+        if plan.status in (STATUS_QUARANTINED, STATUS_HELD):
+            self._quarantine(plan, data, info, plan.reason)
+            return {**entry, "status": plan.status, "reason": plan.reason,
+                    "quarantine_file": plan.file}
+        try:
+            meta = images.inspect(data, self.max_pixels)
+        except images.BadImage as bad:
+            self._quarantine(plan, data, info, bad.reason)
+            return {**entry, "status": STATUS_QUARANTINED, "reason": bad.reason,
+                    "quarantine_file": plan.file}
+        self._write_span_file(plan.file, data)
+        return {**entry, "status": STATUS_INGESTED, "file": plan.file,
+                "format": meta.format, "mode": meta.mode,
+                "height": meta.height, "width": meta.width,
+                "exif_orientation": meta.exif_orientation,
+                "capture_time": meta.capture_time.isoformat() if meta.capture_time else None,
+                "brightness": None}   # not measured at ingestion (ExampleGen computes it)
+
+
+# --------------------------------------------------------------------------- worker processes
+
+PROCESS_MIN_OBJECTS = 64      # fewer objects to fetch: threads in this process
+PROCESS_CHUNK = 16            # objects handed to a worker at a time
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Fetch threads when everything runs in this process."""
+    return max(2, 2 * usable_cpus())
+
+
+class WorkerPool:
+    """This process plus `processes - 1` fresh interpreters (`python -m
+    pipeline_src.ingest_worker`) fetching, decoding and filing objects, so
+    decoding is not bounded by one GIL.
+
+    Exec'd, not forked: the task process may hold threads (Airflow's) or
+    TensorFlow, and a worker needs nothing of its state. Objects go out in
+    chunks of PROCESS_CHUNK to whichever process is free (this one starts at
+    once, a worker as soon as it has booted) and only manifest entries come
+    back, so each holds at most 2 x threads images and a slow one does not hold
+    up the rest. Workers start on first use and serve the corpus and the
+    night; `close()` collects each worker's peak memory (`stats`).
+    """
+
+    @staticmethod
+    def command() -> list[str]:
+        import sys
+        # -S: no site processing (.pth files, ~40 ms); PYTHONPATH carries the result.
+        return [sys.executable, "-S", "-m", "pipeline_src.ingest_worker"]
+
+    def __init__(self, processes: int, explicit: bool = False):
+        self.processes = max(1, int(processes))
+        self.explicit = explicit          # chosen by the caller: used for any number of objects
+        self.procs: list = []
+        self.stats: list[dict] = []
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        import threading
+        if self.procs or self.processes < 2:
+            return
+        env = dict(os.environ)
+        # This process's import path, as site and Airflow built it (dags and plugins
+        # folders), led by the directory this very pipeline_src was imported from
+        # (an editable install finds it through a hook that -S skips).
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(
+            dict.fromkeys([package_root] + [p for p in sys.path if p]))
+        try:
+            for _ in range(self.processes - 1):
+                proc = subprocess.Popen(
+                    self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=env, close_fds=True)
+                proc.stderr_tail = []
+                proc.forwarder = threading.Thread(target=self._forward_stderr, args=(proc,),
+                                                  name=f"ingest-worker-{proc.pid}-log", daemon=True)
+                proc.forwarder.start()
+                self.procs.append(proc)
         except BaseException:
-            self.close()
+            self.close(kill=True)
             raise
 
-    def __call__(self, data: bytes, max_pixels: int):
-        if not self.procs:
-            return _decode_job(data, max_pixels)
-        assert max_pixels == self.max_pixels
-        if not data:             # b"" stops a worker; an empty file is decided here
-            return _decode_job(data, max_pixels)
-        conn = self.idle.get()
-        try:
-            conn.send_bytes(data)
-            kind, value = conn.recv()
-        except (EOFError, OSError) as exc:
-            # the worker died (OOM-killed?): its pipe stays out of the idle queue
-            raise RuntimeError(f"a decode worker died: {type(exc).__name__}: {exc}") from None
-        self.idle.put(conn)
-        if kind == "error":
-            raise value
-        return value
+    @staticmethod
+    def _forward_stderr(proc) -> None:
+        """The worker's log lines into this process's log (Airflow's task log)."""
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            proc.stderr_tail = (proc.stderr_tail + [line])[-20:]
+            level = logging.WARNING if line.startswith(("WARNING", "ERROR", "Traceback")) \
+                else logging.INFO
+            log.log(level, "ingest worker %d: %s", proc.pid, line)
 
-    def close(self) -> None:
-        for proc, conn in self.procs:
+    def _died(self, proc, doing: str) -> IngestError:
+        try:
+            code = proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            code = None
+        proc.forwarder.join(timeout=2)
+        tail = "\n".join(proc.stderr_tail[-5:])
+        return IngestError(f"ingest worker {proc.pid} died (exit code {code}) {doing}"
+                           + (f"; its last words:\n{tail}" if tail else ""))
+
+    def run(self, writer: _ObjectWriter, plans: Sequence[_Plan], threads: int) -> list[dict]:
+        """writer(plan) for every plan; entries in the order of `plans`."""
+        import pickle
+        import threading
+        self._start()
+        setup = pickle.dumps(("writer", writer, threads), protocol=pickle.HIGHEST_PROTOCOL)
+        results: list = [None] * len(plans)
+        chunks = iter([range(i, min(i + PROCESS_CHUNK, len(plans)))
+                       for i in range(0, len(plans), PROCESS_CHUNK)])
+        lock = threading.Lock()
+        failures: list[BaseException] = []
+
+        def next_chunk():
+            with lock:
+                return None if failures else next(chunks, None)
+
+        def drive(proc) -> None:
+            sent_setup = False
             try:
-                conn.send_bytes(b"")
-            except (OSError, ValueError):
-                pass
-        for proc, conn in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-            conn.close()
+                while (chunk := next_chunk()) is not None:
+                    doing = f"on {plans[chunk[0]].info.name} and {len(chunk) - 1} more"
+                    try:
+                        if not sent_setup:
+                            proc.stdin.write(setup)
+                            sent_setup = True
+                        pickle.dump(("chunk", [plans[i] for i in chunk]), proc.stdin,
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                        proc.stdin.flush()
+                        reply = pickle.load(proc.stdout)
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        raise self._died(proc, doing) from None
+                    if reply[0] == "error":
+                        _, exc, trace = reply
+                        log.error("ingest worker %d failed %s:\n%s", proc.pid, doing, trace)
+                        raise exc
+                    for i, entry in zip(chunk, reply[1]):
+                        results[i] = entry
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+                failures.append(exc)
+
+        drivers = [threading.Thread(target=drive, args=(proc,), daemon=True,
+                                    name=f"ingest-driver-{proc.pid}") for proc in self.procs]
+        for t in drivers:
+            t.start()
+        try:
+            while (chunk := next_chunk()) is not None:          # this process's share
+                for i, entry in zip(chunk, _bounded_map(writer, [plans[i] for i in chunk],
+                                                        threads)):
+                    results[i] = entry
+        except BaseException as exc:
+            failures.append(exc)
+        for t in drivers:
+            t.join()
+        if failures:
+            self.close(kill=True)
+            raise failures[0]
+        return results
+
+    def release(self) -> None:
+        """Tells the workers to finish (without waiting): they exit while this process
+        writes the manifest and syncs; `close()` collects them."""
+        import pickle
+        for proc in self.procs:
+            if not getattr(proc, "stopping", False):
+                try:
+                    pickle.dump(("stop",), proc.stdin)
+                    proc.stdin.flush()
+                    proc.stopping = True
+                except OSError:
+                    proc.kill()
+
+    def close(self, kill: bool = False) -> None:
+        import pickle
+        if not kill:
+            self.release()
+        for proc in self.procs:
+            if kill or not getattr(proc, "stopping", False):
+                proc.kill()
+                continue
+            try:
+                self.stats.append(pickle.load(proc.stdout)[1])
+            except (EOFError, OSError, pickle.UnpicklingError):
+                proc.kill()
+        for proc in self.procs:
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            try:
+                proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a stuck worker: no mercy
+                proc.kill()
+                proc.wait()
+            proc.forwarder.join(timeout=2)
+            with contextlib.suppress(OSError):
+                proc.stderr.close()
         self.procs = []
 
-    def __enter__(self) -> "_Decoder":
+    def __enter__(self) -> "WorkerPool":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(kill=exc_type is not None)
 
+
+def _transferable(writer: _ObjectWriter) -> bool:
+    import pickle
+    try:
+        pickle.dumps(writer)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a storage that cannot travel: threads instead
+        log.info("ingesting in this process: %s cannot be sent to a worker (%s)",
+                 type(writer.storage).__name__, exc)
+        return False
+
+
+# --------------------------------------------------------------------------- one tree
 
 def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
-                max_pixels: int, known_labels: Sequence[str] = (),
-                unknown_labels: str = "ingest", workers: int = 4,
-                decode_processes: Optional[int] = None,
-                allow_empty: bool = False, context: dict | None = None) -> TreeReport:
-    """Mirrors every object under `prefix` into span dir `dest`; idempotent and atomic.
+                max_pixels: int, known_labels: Sequence[str], unknown_labels: str,
+                workers: Optional[int] = None, pool: Optional[WorkerPool] = None,
+                release_pool: bool = False, allow_empty: bool = False,
+                context: Optional[dict] = None) -> TreeReport:
+    """Mirrors storage[prefix] into `dest` (atomically), quarantining bad files.
 
-    `workers` threads fetch and fully decode each image with images.inspect;
-    `decode_processes` >= 2 moves the decoding to that many forked processes.
+    Objects to fetch are shared between this process and `pool`'s workers when
+    there is a pool and at least PROCESS_MIN_OBJECTS of them (a pool of
+    explicitly chosen size: any number), else fetched by `workers` threads
+    here. Unchanged objects are hard-linked from the current span, not read.
     """
-    from pipeline_src import images  # noqa: F401 - loaded before the decode workers fork
-
-    dest = Path(dest)
-    quarantine = Path(quarantine)
     report = TreeReport(span_dir=str(dest), source_uri=storage.uri(prefix))
     settings = {"max_pixels": int(max_pixels), "decoder_version": DECODER_VERSION}
 
@@ -668,103 +925,43 @@ def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
         qtmp = quarantine.with_name(f".{quarantine.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         quarantine.parent.mkdir(parents=True, exist_ok=True)
-        entries: list[dict] = []
         try:
-            def put_quarantine(plan: _Plan, data: bytes, info: ObjectInfo, reason: str):
-                target = _within(qtmp, qtmp / plan.file)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                target.with_name(target.name + REASON_SUFFIX).write_text(
-                    f"object: {info.name}\ngeneration: {info.generation}\n"
-                    f"source: {storage.uri(info.name)}\nreason: {reason}\n")
+            entries: list = [_settle_without_fetching(p, prev_entries, dest, tmp) for p in plans]
+            fetch = [i for i, e in enumerate(entries) if e is None]
+            writer = _ObjectWriter(storage, tmp, qtmp, max_pixels)
+            to_fetch = [plans[i] for i in fetch]
+            use_pool = (pool is not None and to_fetch and
+                        (len(to_fetch) >= PROCESS_MIN_OBJECTS or pool.explicit)
+                        and _transferable(writer))
+            if use_pool:
+                fetched = pool.run(writer, to_fetch,
+                                   threads=workers or getattr(storage, "threads_per_process", 1))
+                if release_pool:
+                    pool.release()
+            else:
+                fetched = list(_bounded_map(writer, to_fetch, workers or default_workers()))
+            for i, entry in zip(fetch, fetched):
+                entries[i] = entry
 
-            checked_dirs: dict[str, Path] = {}
-
-            def write_span_file(rel: str, data: bytes) -> None:
-                """tmp/rel, written without following a link; each directory checked once."""
-                parent_rel, _, name = rel.rpartition("/")
-                parent = checked_dirs.get(parent_rel)
-                if parent is None:
-                    parent = _within(tmp, tmp / parent_rel if parent_rel else tmp)
-                    parent.mkdir(parents=True, exist_ok=True)
-                    checked_dirs[parent_rel] = parent = _within(tmp, parent)   # no link now
-                if not name or name in (".", ".."):
-                    raise IngestError(f"refusing to write {rel!r} in {tmp}")
-                try:
-                    fd = os.open(parent / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
-                        raise IngestError(f"refusing to write through a link: {parent / name}") from None
-                    raise
-                with open(fd, "wb") as f:
-                    f.write(data)
-
-            def work(plan: _Plan) -> dict:
-                info = plan.info
-                base = {"object": info.name, "generation": info.generation, "size": info.size,
-                        "md5": info.md5, "crc32c": info.crc32c, "label": plan.label}
-                if plan.status == STATUS_SKIPPED:
-                    return {**base, "status": STATUS_SKIPPED, "reason": plan.reason}
-                prev = prev_entries.get(info.name)
-                if (prev and prev.get("generation") == info.generation
-                        and (not info.crc32c or prev.get("crc32c") == info.crc32c)
-                        and prev.get("file") == plan.file
-                        and (dest / prev["file"]).is_file()):
-                    target = _within(tmp, tmp / plan.file)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        os.link(dest / prev["file"], target)
-                    except OSError:
-                        shutil.copy2(dest / prev["file"], target)
-                    return {**prev, "status": STATUS_INGESTED, "_unchanged": True}
-                info, data = storage.read(info)
-                base.update(md5=info.md5, crc32c=info.crc32c, generation=info.generation,
-                            size=len(data))
-                if plan.status in (STATUS_QUARANTINED, STATUS_HELD):
-                    put_quarantine(plan, data, info, plan.reason)
-                    return {**base, "status": plan.status, "reason": plan.reason,
-                            "quarantine_file": plan.file, "_bytes": len(data)}
-                meta, bad_reason = decoder(data, max_pixels)
-                if bad_reason is not None:
-                    put_quarantine(plan, data, info, bad_reason)
-                    return {**base, "status": STATUS_QUARANTINED, "reason": bad_reason,
-                            "quarantine_file": plan.file, "_bytes": len(data)}
-                write_span_file(plan.file, data)
-                return {**base, "status": STATUS_INGESTED, "file": plan.file,
-                        "format": meta.format, "mode": meta.mode,
-                        "height": meta.height, "width": meta.width,
-                        "exif_orientation": meta.exif_orientation,
-                        "capture_time": meta.capture_time.isoformat() if meta.capture_time else None,
-                        # not measured at ingestion (ExampleGen computes it): None
-                        "brightness": (None if meta.brightness is None
-                                       else round(meta.brightness, 6)),
-                        "_bytes": len(data)}
-
-            needs_decoding = any(not p.status for p in plans)
-            with _Decoder(int(decode_processes or 0) if needs_decoding else 0,
-                          max_pixels) as decoder, \
-                    contextlib.closing(_bounded_map(work, plans, workers)) as results:
-                for entry in results:
-                    report.bytes_read += entry.pop("_bytes", 0)
-                    unchanged = entry.pop("_unchanged", False)
-                    status = entry["status"]
-                    if status == STATUS_INGESTED:
-                        if unchanged:
-                            report.unchanged += 1
-                        else:
-                            report.ingested += 1
-                        report.labels[entry["label"]] = report.labels.get(entry["label"], 0) + 1
-                        if known_labels and entry["label"] not in known_labels:
-                            report.unknown_labels[entry["label"]] = \
-                                report.unknown_labels.get(entry["label"], 0) + 1
-                    elif status == STATUS_SKIPPED:
-                        report.skipped.append({"object": entry["object"], "reason": entry["reason"]})
+            for entry in entries:
+                report.bytes_read += entry.pop("_bytes", 0)
+                unchanged = entry.pop("_unchanged", False)
+                status = entry["status"]
+                if status == STATUS_INGESTED:
+                    if unchanged:
+                        report.unchanged += 1
                     else:
-                        if status == STATUS_HELD:
-                            report.held += 1
-                        report.quarantined.append({"object": entry["object"], "reason": entry["reason"]})
-                    entries.append(entry)
+                        report.ingested += 1
+                    report.labels[entry["label"]] = report.labels.get(entry["label"], 0) + 1
+                    if known_labels and entry["label"] not in known_labels:
+                        report.unknown_labels[entry["label"]] = \
+                            report.unknown_labels.get(entry["label"], 0) + 1
+                elif status == STATUS_SKIPPED:
+                    report.skipped.append({"object": entry["object"], "reason": entry["reason"]})
+                else:
+                    if status == STATUS_HELD:
+                        report.held += 1
+                    report.quarantined.append({"object": entry["object"], "reason": entry["reason"]})
 
             report.span_examples = report.ingested + report.unchanged
             assert report.accounted() == report.listed, (report.accounted(), report.listed)
@@ -783,7 +980,8 @@ def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
                 "unknown_labels": report.unknown_labels,
                 "objects": entries,
             }
-            _write_json(tmp / MANIFEST_NAME, manifest)
+            _write_json(tmp / MANIFEST_NAME, manifest, sync=False)
+            _sync_filesystem(tmp)                           # the images and the manifest
             # Quarantine first: the span's manifest is the commit point.
             if report.quarantined:
                 _write_json(qtmp / "_quarantine.json",
@@ -812,23 +1010,24 @@ def _as_date(night) -> dt.date:
         raise IngestError(f"night {night!r} is not a YYYY-MM-DD date") from None
 
 
-def default_workers() -> int:
-    return max(2, 2 * (os.cpu_count() or 1))
-
-
 def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
                  include_corpus: bool = True, include_night: bool = True,
                  max_pixels: Optional[int] = None,
                  unknown_labels: str = "ingest", known_labels: Sequence[str] = (),
-                 storage=None, workers: Optional[int] = None,
-                 decode_processes: Optional[int] = None) -> IngestReport:
+                 storage=None, processes: Optional[int] = None,
+                 workers: Optional[int] = None) -> IngestReport:
     """Brings one of Toto's nights (and the corpus) into `spans_dir`; see the module doc.
 
     `storage` overrides the one `source_uri` implies (the Airflow hook passes a
     GCSStorage built on its own authenticated client); `source_uri` still
     gives the prefix. `include_night=False` ingests the corpus alone: the
-    bootstrap night before Toto's first upload. `workers` threads fetch and
-    decode; `decode_processes` >= 2 decodes in that many processes instead.
+    bootstrap night before Toto's first upload.
+
+    `processes`: processes that fetch, decode and write, this one included
+    (None or 0: one per usable CPU, for trees with at least
+    PROCESS_MIN_OBJECTS objects to fetch; 1: this one alone; N >= 2: N
+    whatever the size). `workers`: fetch threads per process (default: the
+    storage's `threads_per_process`), or 2 x CPUs when this process works alone.
     """
     from pipeline_src import images
 
@@ -837,16 +1036,34 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
     if unknown_labels not in UNKNOWN_LABEL_POLICIES:
         raise IngestError(f"unknown_labels {unknown_labels!r} is not one of {UNKNOWN_LABEL_POLICIES}")
     max_pixels = int(max_pixels or images.DEFAULT_MAX_PIXELS)
-    workers = int(workers or default_workers())
     if storage is None:
         storage, base = open_storage(source_uri)
     else:
         base = parse_source(source_uri)[2]
     spans_dir, quarantine_dir = Path(spans_dir), Path(quarantine_dir)
-    known = tuple(known_labels or ())
-    common = dict(max_pixels=max_pixels, known_labels=known, unknown_labels=unknown_labels,
-                  workers=workers, decode_processes=decode_processes)
+    explicit = bool(processes) and int(processes) >= 2
+    count = int(processes) if processes else usable_cpus()
+    with WorkerPool(count, explicit=explicit) as pool:
+        report = _ingest_trees(storage, base, night, spans_dir, quarantine_dir,
+                               include_corpus=include_corpus, include_night=include_night,
+                               max_pixels=max_pixels, known_labels=tuple(known_labels or ()),
+                               unknown_labels=unknown_labels, workers=workers,
+                               pool=pool if count >= 2 else None)
+    report.worker_processes = len(pool.stats)
+    report.worker_peak_mb = [round(s["peak_rss_kb"] / 1024, 1) for s in pool.stats]
+    report.worker_objects = [s["objects"] for s in pool.stats]
+    report.seconds = round(time.monotonic() - started, 3)
+    log.info("ingested night %s: %d new, %d unchanged, %d quarantined, %d examples in %s "
+             "(%.1f s, %s)", report.date, report.ingested, report.unchanged,
+             len(report.quarantined), report.span_examples, report.span_dir, report.seconds,
+             f"with {report.worker_processes} worker processes, peak {report.worker_peak_mb} MiB"
+             if report.worker_processes else "in this process alone")
+    return report
 
+
+def _ingest_trees(storage, base: str, night: dt.date, spans_dir: Path, quarantine_dir: Path,
+                  *, include_corpus: bool, include_night: bool, **common) -> IngestReport:
+    """The corpus tree, then the night's."""
     corpus_report = None
     if include_corpus:
         corpus = ingest_tree(storage, join_prefix(base, CORPUS), spans_dir / CORPUS,
@@ -857,21 +1074,16 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
         return IngestReport(
             date=night.isoformat(), source=join_prefix(base, CORPUS),
             span_dir=str(spans_dir / CORPUS), ingested=0, unchanged=0, quarantined=[],
-            span_examples=0, seconds=round(time.monotonic() - started, 3),
-            corpus=corpus_report)
+            span_examples=0, corpus=corpus_report)
     tree = ingest_tree(storage, night_prefix(base, night), spans_dir / TOTO / night.isoformat(),
-                       quarantine_dir / night.isoformat(),
+                       quarantine_dir / night.isoformat(), release_pool=True,
                        context={"source": TOTO, "night": night.isoformat()}, **common)
     report = IngestReport(
         date=night.isoformat(), source=tree.source_uri, span_dir=tree.span_dir,
         ingested=tree.ingested, unchanged=tree.unchanged, quarantined=tree.quarantined,
         span_examples=tree.span_examples, held=tree.held, skipped=tree.skipped,
         unknown_labels=tree.unknown_labels, labels=tree.labels, listed=tree.listed,
-        bytes_read=tree.bytes_read, seconds=round(time.monotonic() - started, 3),
-        corpus=corpus_report)
-    log.info("ingested night %s: %d new, %d unchanged, %d quarantined, %d examples in %s",
-             report.date, report.ingested, report.unchanged, len(report.quarantined),
-             report.span_examples, report.span_dir)
+        bytes_read=tree.bytes_read, corpus=corpus_report)
     return report
 
 
@@ -889,7 +1101,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-pixels", type=int, help="default: ingest.max_pixels")
     p.add_argument("--unknown-labels", choices=UNKNOWN_LABEL_POLICIES,
                    help="default: ingest.unknown_labels")
-    p.add_argument("--workers", type=int, help=f"parallel fetch+decode (default {default_workers()})")
+    p.add_argument("--processes", type=int,
+                   help="processes doing the work, this one included (default: one per CPU "
+                        f"for trees of {PROCESS_MIN_OBJECTS}+ objects to fetch; 1: this one)")
+    p.add_argument("--workers", type=int, help="fetch threads per process")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_run_cli)
 
@@ -911,7 +1126,8 @@ def _run_cli(args) -> int:
             include_corpus=not args.no_corpus,
             max_pixels=args.max_pixels or cfg.ingest.max_pixels,
             unknown_labels=args.unknown_labels or cfg.ingest.unknown_labels,
-            known_labels=cfg.data.labels, workers=args.workers)
+            known_labels=cfg.data.labels, workers=args.workers,
+            processes=args.processes if args.processes is not None else cfg.ingest.processes)
     except IngestError as exc:
         print(f"emerald ingest: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,10 @@ class IngestNightOperator(BaseOperator):
     :param max_pixels: default ``ingest.max_pixels``.
     :param unknown_labels: ``ingest`` | ``hold``; default ``ingest.unknown_labels``.
     :param known_labels: default ``data.labels``.
-    :param workers: parallel fetch+decode threads (default 2 x CPUs).
+    :param processes: processes that fetch and decode, the task's own included
+        (default ``ingest.processes``; 0: one per CPU for nights worth it).
+    :param workers: fetch threads per process (default: 1 for a local source,
+        4 for GCS; 2 x CPUs when the task's process works alone).
     :param gcp_conn_id: Airflow connection for GCS (``google_cloud_default``).
     """
 
@@ -40,7 +43,8 @@ class IngestNightOperator(BaseOperator):
                  include_corpus: bool = True, corpus_only: Any = DEFAULT_CORPUS_ONLY,
                  max_pixels: Optional[int] = None,
                  unknown_labels: Optional[str] = None,
-                 known_labels: Optional[Sequence[str]] = None, workers: Optional[int] = None,
+                 known_labels: Optional[Sequence[str]] = None,
+                 processes: Optional[int] = None, workers: Optional[int] = None,
                  gcp_conn_id: str = "google_cloud_default",
                  impersonation_chain: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -54,6 +58,7 @@ class IngestNightOperator(BaseOperator):
         self.max_pixels = max_pixels
         self.unknown_labels = unknown_labels
         self.known_labels = tuple(known_labels) if known_labels is not None else None
+        self.processes = processes
         self.workers = workers
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
@@ -70,6 +75,7 @@ class IngestNightOperator(BaseOperator):
             max_pixels=self.max_pixels or cfg.ingest.max_pixels,
             unknown_labels=self.unknown_labels or cfg.ingest.unknown_labels,
             known_labels=self.known_labels if self.known_labels is not None else cfg.data.labels,
+            processes=self.processes if self.processes is not None else cfg.ingest.processes,
             workers=self.workers)
         spans = self.spans_dir or str(cfg.paths.spans)
         quarantine = self.quarantine_dir or str(cfg.paths.quarantine)

@@ -69,7 +69,7 @@ def test_local_night_corpus_and_rerun(src, tmp_path):
     m = json.loads((span / "_manifest.json").read_text())
     assert m["night"] == NIGHT.isoformat() and m["source"] == "toto"
     assert m["example_count"] == len(testing.GOOD)
-    assert all(e["md5"] and e["crc32c"] for e in m["objects"])
+    assert all(e["crc32c"] for e in m["objects"])           # md5: only what GCS reports
     second = run(src, tmp_path)
     assert (second.ingested, second.unchanged) == (0, len(testing.GOOD))
     assert (second.corpus["ingested"], second.corpus["unchanged"]) == (0, 2)
@@ -87,33 +87,53 @@ def test_changed_max_pixels_reevaluates_everything(src, tmp_path):
     assert any("too many pixels" in q["reason"] for q in again.quarantined)
 
 
-@pytest.mark.parametrize("decode_processes", [2, 0], ids=["decode-processes", "in-thread"])
-def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch, decode_processes):
+def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch):
     run(src, tmp_path)
     span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
     before = sorted(p.relative_to(span) for p in span.rglob("*"))
     (src / "toto" / NIGHT.isoformat() / "lion" / "new.jpg").write_bytes(testing.jpeg())
     from pipeline_src import images
-    # ingestion decodes with images.inspect (forked decode processes see this patch too)
     monkeypatch.setattr(images, "inspect", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
     with pytest.raises(MemoryError):
-        run(src, tmp_path, include_corpus=False, workers=4, decode_processes=decode_processes)
+        run(src, tmp_path, include_corpus=False, processes=1, workers=4)
     assert sorted(p.relative_to(span) for p in span.rglob("*")) == before
     assert [p.name for p in span.parent.iterdir() if not p.name.endswith(".lock")] == [NIGHT.isoformat()]
 
 
-def test_decode_processes_and_in_thread_decoding_write_the_same_span(src, tmp_path):
+def test_a_worker_process_that_dies_fails_the_night_and_keeps_the_previous_span(
+        src, tmp_path, monkeypatch):
+    run(src, tmp_path)
+    span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
+    before = sorted(p.relative_to(span) for p in span.rglob("*"))
+    testing.write_tree(src / "toto" / NIGHT.isoformat(),
+                       {f"bear/new{i}.jpg": testing.jpeg(color=(i, 0, 0)) for i in range(40)})
+    # An OOM kill, say: the worker reads its first message and is gone.
+    monkeypatch.setattr(ingest.WorkerPool, "command", staticmethod(lambda: [
+        sys.executable, "-c",
+        "import sys; sys.stdin.buffer.read(1); print('out of memory', file=sys.stderr); sys.exit(9)"]))
+    monkeypatch.setattr(ingest, "PROCESS_CHUNK", 1)
+    with pytest.raises(ingest.IngestError, match=r"(?s)worker \d+ died \(exit code 9\) on "
+                                                 r"toto/2026-01-02/.*out of memory"):
+        run(src, tmp_path, include_corpus=False, processes=2)
+    assert sorted(p.relative_to(span) for p in span.rglob("*")) == before
+    assert [p.name for p in span.parent.iterdir() if not p.name.endswith(".lock")] == [NIGHT.isoformat()]
+
+
+def test_worker_processes_and_this_process_alone_write_the_same_span(src, tmp_path):
     from emerald_gcs import testing as t
     night = src / "toto" / NIGHT.isoformat()
     t.write_tree(night, {name: make() for name, (make, _) in t.BAD.items()})
+    t.write_tree(night, {f"tiger/more{i}.png": t.png((20 + i, 30)) for i in range(40)})
     reports, manifests = [], []
-    for i, procs in enumerate([2, 0]):
+    for i, procs in enumerate([2, 1]):
         out = tmp_path / f"run{i}"
         reports.append(ingest.ingest_night(
             str(src), NIGHT, out / "spans", out / "q", include_corpus=False,
-            known_labels=LABELS, max_pixels=t.BAD_MAX_PIXELS, workers=3, decode_processes=procs))
+            known_labels=LABELS, max_pixels=t.BAD_MAX_PIXELS, processes=procs, workers=2))
         m = json.loads((out / "spans" / "toto" / NIGHT.isoformat() / "_manifest.json").read_text())
         manifests.append({k: v for k, v in m.items() if k != "written_at"})
+    assert [r.worker_processes for r in reports] == [1, 0]
+    assert reports[0].worker_peak_mb[0] > 5
     assert manifests[0] == manifests[1]
     assert reports[0].quarantined == reports[1].quarantined and len(reports[0].quarantined) == 6
     by_obj = {e["object"].rsplit("/", 2)[-2] + "/" + e["object"].rsplit("/", 1)[-1]: e
@@ -121,7 +141,19 @@ def test_decode_processes_and_in_thread_decoding_write_the_same_span(src, tmp_pa
     rotated = by_obj["lion/b.jpg"]
     assert (rotated["width"], rotated["height"], rotated["exif_orientation"]) == (64, 48, 6)
     assert rotated["capture_time"] == "2026-01-02T03:04:05"
-    assert rotated["brightness"] is None         # not measured at ingestion any more
+    assert rotated["brightness"] is None         # not measured at ingestion
+    assert by_obj["tiger/more39.png"]["width"] == 59
+
+
+def test_worker_processes_start_only_for_large_trees(src, tmp_path, monkeypatch):
+    testing.write_tree(src / "toto" / NIGHT.isoformat(),
+                       {f"bear/n{i}.jpg": testing.jpeg(color=(i, 9, 9)) for i in range(8)})
+    monkeypatch.setattr(ingest, "usable_cpus", lambda: 2)
+    small = run(src, tmp_path / "a", include_corpus=False)
+    assert small.worker_processes == 0
+    monkeypatch.setattr(ingest, "PROCESS_MIN_OBJECTS", 8)
+    large = run(src, tmp_path / "b", include_corpus=False)
+    assert large.worker_processes == 1 and large.ingested == small.ingested
 
 
 def test_empty_listing_never_wipes_an_existing_span(src, tmp_path):

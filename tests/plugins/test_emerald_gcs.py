@@ -220,10 +220,13 @@ def test_object_names_never_escape_the_data_directory(gcs):
 
 # --------------------------------------------------------------------------- faults
 
-def test_transient_faults_are_retried_and_the_night_completes(gcs):
+@pytest.mark.parametrize("processes", [1, 2], ids=["this-process", "worker-process"])
+def test_transient_faults_are_retried_and_the_night_completes(gcs, processes, caplog,
+                                                              monkeypatch):
     from pipeline_src import ingest
     files = good_files()
     gcs.upload(NIGHT, files)
+    monkeypatch.setattr(ingest, "PROCESS_CHUNK", 1)     # the worker gets its share
 
     def fault(n, method, path):
         if n == 4:
@@ -240,11 +243,17 @@ def test_transient_faults_are_retried_and_the_night_completes(gcs):
         storage = ingest.GCSStorage(
             gcs.bucket, client=client, timeout=(2.0, 0.5),
             retry=ingest.RetryPolicy(attempts=8, initial_seconds=0.01, max_seconds=0.1))
-        report = ingest.ingest_night(gcs.source, NIGHT, gcs.spans, gcs.quarantine,
-                                     storage=storage, known_labels=LABELS, workers=3)
+        with caplog.at_level("INFO", logger="pipeline_src.ingest"):
+            report = ingest.ingest_night(gcs.source, NIGHT, gcs.spans, gcs.quarantine,
+                                         storage=storage, known_labels=LABELS, workers=3,
+                                         processes=processes)
     assert proxy.failed >= 4 and proxy.requests > len(files)
     assert report.ingested == len(files) and report.quarantined == []
     assert span_files(gcs) == files
+    assert report.worker_processes == processes - 1
+    if processes > 1:                                 # its own client, through the proxy
+        assert 0 < sum(report.worker_objects) < len(files)
+    assert "transient" in caplog.text                 # a worker's retries reach this log too
 
 
 def test_operator_retries_through_the_hook(gcs, monkeypatch):
@@ -257,7 +266,9 @@ def test_operator_retries_through_the_hook(gcs, monkeypatch):
     assert result["ingested"] == len(files)
 
 
-def test_permanent_error_fails_naming_the_object_and_keeps_the_old_span(gcs, monkeypatch):
+@pytest.mark.parametrize("processes", [1, 2], ids=["this-process", "worker-process"])
+def test_permanent_error_fails_naming_the_object_and_keeps_the_old_span(gcs, monkeypatch,
+                                                                        processes):
     from airflow.exceptions import AirflowException
     files = good_files()
     gcs.upload(NIGHT, files)
@@ -271,7 +282,7 @@ def test_permanent_error_fails_naming_the_object_and_keeps_the_old_span(gcs, mon
     with testing.FaultProxy(gcs.url, forbidden) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         with pytest.raises(AirflowException, match=r"toto/2026-01-02/tiger/c\.png.*permanent"):
-            operator(gcs).execute({})
+            operator(gcs, processes=processes).execute({})
     assert proxy.failed == 1                          # not retried
     assert span_files(gcs) == before                  # the previous span is untouched
 
