@@ -42,6 +42,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import time
 import unicodedata
 import uuid
@@ -579,6 +580,14 @@ def _entry_base(plan: _Plan) -> dict:
             "md5": info.md5, "crc32c": info.crc32c, "label": plan.label}
 
 
+def _size_of(path: Path) -> Optional[int]:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def _settle_without_fetching(plan: _Plan, prev_entries: dict, dest: Path,
                              tmp: Path) -> Optional[dict]:
     """The entry of an object decided without reading it (skipped, or unchanged: linked from
@@ -590,7 +599,7 @@ def _settle_without_fetching(plan: _Plan, prev_entries: dict, dest: Path,
     if (prev and prev.get("generation") == info.generation
             and (not info.crc32c or prev.get("crc32c") == info.crc32c)
             and prev.get("file") == plan.file
-            and (dest / prev["file"]).is_file()):
+            and _size_of(dest / prev["file"]) == prev.get("size")):   # not lost or emptied
         target = _within(tmp, tmp / plan.file)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:

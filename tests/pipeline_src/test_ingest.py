@@ -80,6 +80,18 @@ def test_local_night_corpus_and_rerun(src, tmp_path):
     assert json.loads((span / "_manifest.json").read_text())["example_count"] == len(testing.GOOD)
 
 
+def test_a_span_file_lost_or_emptied_since_is_fetched_again(src, tmp_path):
+    run(src, tmp_path)
+    span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
+    good = (span / "lion" / "a.jpg").read_bytes()
+    (span / "lion" / "a.jpg").write_bytes(b"")          # what a crash before writeback leaves
+    (span / "tiger" / "png-named.jpg").unlink()
+    again = run(src, tmp_path)
+    assert (again.ingested, again.unchanged) == (2, len(testing.GOOD) - 2)
+    assert (span / "lion" / "a.jpg").read_bytes() == good
+    assert (span / "tiger" / "png-named.jpg").is_file()
+
+
 def test_changed_max_pixels_reevaluates_everything(src, tmp_path):
     run(src, tmp_path)
     again = run(src, tmp_path, max_pixels=1500)               # 64x48 = 3072 px is now too big
