@@ -100,10 +100,8 @@ def child_memory(n: int, src: str) -> None:
     report = ingest.ingest_night(src, NIGHT, tmp / "spans", tmp / "q", include_corpus=False)
     assert report.ingested == n
     shutil.rmtree(tmp)
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
-    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM"))
-    print(json.dumps({"peak_mb": round(int(hwm.split()[1]) / 1024, 1),
+    from pipeline_src.ingest_worker import peak_rss_kb   # VmHWM, as the workers report it
+    print(json.dumps({"peak_mb": round(peak_rss_kb() / 1024, 1),
                       "worker_peak_mb": max(report.worker_peak_mb, default=0)}))
 
 

@@ -589,7 +589,7 @@ def _size_of(path: Path) -> Optional[int]:
 
 
 def _settle_without_fetching(plan: _Plan, prev_entries: dict, dest: Path,
-                             tmp: Path) -> Optional[dict]:
+                             writer: "_ObjectWriter") -> Optional[dict]:
     """The entry of an object decided without reading it (skipped, or unchanged: linked from
     the current span), or None when it has to be fetched."""
     if plan.status == STATUS_SKIPPED:
@@ -600,12 +600,7 @@ def _settle_without_fetching(plan: _Plan, prev_entries: dict, dest: Path,
             and (not info.crc32c or prev.get("crc32c") == info.crc32c)
             and prev.get("file") == plan.file
             and _size_of(dest / prev["file"]) == prev.get("size")):   # not lost or emptied
-        target = _within(tmp, tmp / plan.file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(dest / prev["file"], target)
-        except OSError:
-            shutil.copy2(dest / prev["file"], target)
+        writer.link_unchanged(plan.file, dest / prev["file"])
         return {**prev, "status": STATUS_INGESTED, "_unchanged": True}
     return None
 
@@ -634,11 +629,22 @@ class _ObjectWriter:
             self._dirs[parent_rel] = parent = _within(self.tmp, parent)
         return parent
 
-    def _write_span_file(self, rel: str, data: bytes) -> None:
+    def _span_path(self, rel: str) -> Path:
         parent_rel, _, name = rel.rpartition("/")
         if not name or name in (".", ".."):
             raise IngestError(f"refusing to write {rel!r} in {self.tmp}")
-        path = self._span_dir(parent_rel) / name
+        return self._span_dir(parent_rel) / name
+
+    def link_unchanged(self, rel: str, current: Path) -> None:
+        """The current span's file, unchanged at the source, into the new span (no copy)."""
+        target = self._span_path(rel)
+        try:
+            os.link(current, target, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(current, target, follow_symlinks=False)
+
+    def _write_span_file(self, rel: str, data: bytes) -> None:
+        path = self._span_path(rel)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o666)
@@ -935,9 +941,10 @@ def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
         tmp.mkdir(parents=True)
         quarantine.parent.mkdir(parents=True, exist_ok=True)
         try:
-            entries: list = [_settle_without_fetching(p, prev_entries, dest, tmp) for p in plans]
-            fetch = [i for i, e in enumerate(entries) if e is None]
             writer = _ObjectWriter(storage, tmp, qtmp, max_pixels)
+            entries: list = [_settle_without_fetching(p, prev_entries, dest, writer)
+                             for p in plans]
+            fetch = [i for i, e in enumerate(entries) if e is None]
             to_fetch = [plans[i] for i in fetch]
             use_pool = (pool is not None and to_fetch and
                         (len(to_fetch) >= PROCESS_MIN_OBJECTS or pool.explicit)

@@ -31,7 +31,8 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _peak_rss_kb() -> int:
+def peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM), in KiB."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -72,7 +73,7 @@ def main() -> int:
             _, writer, threads = message
             continue
         if kind == "stop":
-            reply = ("stats", {"peak_rss_kb": _peak_rss_kb(), "objects": objects})
+            reply = ("stats", {"peak_rss_kb": peak_rss_kb(), "objects": objects})
         else:
             try:
                 entries = list(ingest._bounded_map(writer, message[1], threads))
