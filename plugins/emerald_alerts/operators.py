@@ -51,20 +51,20 @@ class DataGateOperator(_NightRunOperator):
 def gate_in_external_python(tfx_run_id: str, night: str, force_push: str) -> dict:
     """ExternalPythonOperator callable (runs in the TFX virtualenv): the gate's body."""
     from pipeline_src import gate
-    from pipeline_src.config import load_config
+    from pipeline_src.config import is_true, load_config   # imported here: runs elsewhere
 
     config = load_config()
-    return gate.run_gate(config, tfx_run_id, night, str(force_push).lower() == "true",
+    return gate.run_gate(config, tfx_run_id, night, is_true(force_push),
                          gate.alert_sender(config, tfx_run_id, night))
 
 
 def report_in_external_python(tfx_run_id: str, night: str, force_push: str) -> dict:
     """ExternalPythonOperator callable (runs in the TFX virtualenv): the night's report."""
     from pipeline_src import report
-    from pipeline_src.config import load_config
+    from pipeline_src.config import is_true, load_config   # imported here: runs elsewhere
 
     summary = report.write_night_report(load_config(), tfx_run_id, night,
-                                        force_push=str(force_push).lower() == "true")
+                                        force_push=is_true(force_push))
     return {"report_url": summary["report_url"], "push_blocked": summary["push_blocked"]}
 
 
