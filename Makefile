@@ -47,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_night.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_detector.py
+	$(BIN)/python bench/bench_detector_task.py
 
 airflow: $(STAMP)
 	bash scripts/airflow_local.sh

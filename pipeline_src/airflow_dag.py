@@ -13,10 +13,8 @@ from airflow.models.param import Param
 
 from pipeline_src.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
-
-EXAMPLE_GEN = "ImageExampleGen"
-VALIDATORS = ("ExampleValidator", "SkewValidator", "DriftValidator")
-PUSHER = "Pusher"
+from pipeline_src.node_ids import (DATA_GATE, EXAMPLE_GEN, INGEST_NIGHT, NIGHT_REPORT, PUSHER,
+                                   VALIDATORS, WAIT_FOR_NIGHT)
 
 DOC_MD = """
 ### Emerald nightly retraining
@@ -119,9 +117,9 @@ def _gate_and_report(config: Config, tasks: dict, ingestion: list) -> None:
     not decide the run's state, so a blocked or failed night still shows red.
     Both need TFX and MLMD, so they run where the nodes run.
     """
-    gate = _night_task(config, "data_gate", "gate")
+    gate = _night_task(config, DATA_GATE, "gate")
     [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
-    report = _night_task(config, "night_report", "report").as_teardown()
+    report = _night_task(config, NIGHT_REPORT, "report").as_teardown()
     ingestion + list(tasks.values()) + [gate] >> report
 
 
@@ -151,11 +149,11 @@ def _ingestion_tasks(config: Config):
     from emerald_gcs.sensors import NightUploadCompleteSensor
 
     wait = NightUploadCompleteSensor(
-        task_id="wait_for_night", source=config.paths.source,
+        task_id=WAIT_FOR_NIGHT, source=config.paths.source,
         completion=config.ingest.completion, quiet_seconds=config.ingest.quiet_seconds,
         timeout=config.ingest.timeout_seconds, poke_interval=60, mode="poke")
     ingest = IngestNightOperator(
-        task_id="ingest_night", source=config.paths.source,
+        task_id=INGEST_NIGHT, source=config.paths.source,
         spans_dir=str(config.paths.spans), quarantine_dir=str(config.paths.quarantine),
         max_pixels=config.ingest.max_pixels, unknown_labels=config.ingest.unknown_labels,
         known_labels=config.data.labels)

@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "pipeline_src.node",
     "pipeline_src.night",
     "pipeline_src.gate",
+    "pipeline_src.validation.acknowledgments",
 )
 
 

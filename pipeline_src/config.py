@@ -56,6 +56,7 @@ class Paths:
     serving: str
     reports: Path
     quarantine: Path
+    acknowledgments: Path   # accepted shifts (version-controlled YAML; `emerald ack`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +86,15 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-    skew: Mapping[str, float]
+    """Emerald's detector: a finding is significant at the night's rate AND a large effect."""
+    false_alarm_rate: float          # per night, all tests together (Bonferroni)
+    permutations: int                # resamples behind a permutation p-value
+    skew: Mapping[str, float]        # property -> minimum effect (KS or total variation distance)
     drift: Mapping[str, float]
+    prediction: Mapping[str, float]
+
+    def min_effects(self) -> dict[str, Mapping[str, float]]:
+        return {"skew": self.skew, "drift": self.drift, "prediction": self.prediction}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +110,7 @@ class MetadataConfig:
     postgresql: Mapping[str, str]    # host, port, dbname, user, password_env
 
 
-FINDING_KINDS = ("schema", "skew", "drift")
+FINDING_KINDS = ("schema", "skew", "drift", "prediction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,28 +143,6 @@ class Config:
     config_file: Path
     profile: Optional[str] = None
 
-    def compiled_settings(self) -> dict:
-        """What is baked into the compiled pipeline IR (paths are runtime parameters)."""
-        return {
-            "pipeline_name": self.pipeline_name,
-            "data": _jsonable(self.data),
-            "training": _jsonable(self.training),
-            "validation": _jsonable(self.validation),
-            "evaluation": _jsonable(self.evaluation),
-        }
-
-
-def _jsonable(obj) -> dict:
-    out = {}
-    for field in dataclasses.fields(obj):
-        value = getattr(obj, field.name)
-        if isinstance(value, Mapping):
-            value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[field.name] = value
-    return out
-
 
 def _section(raw: Mapping, name: str) -> Mapping:
     value = raw.get(name)
@@ -170,8 +156,21 @@ def _thresholds(raw: Mapping, name: str) -> Mapping[str, float]:
     for feature, threshold in values.items():
         if not 0.0 <= threshold < 1.0:
             raise ConfigError(
-                f"validation.{name}.{feature} = {threshold}: thresholds are in [0, 1)")
+                f"validation.{name}.{feature} = {threshold}: minimum effects are in [0, 1)")
     return MappingProxyType(values)
+
+
+def _validation(raw: Mapping) -> ValidationConfig:
+    rate = float(raw.get("false_alarm_rate", 0.01))
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"validation.false_alarm_rate = {rate}: it is in (0, 1)")
+    permutations = int(raw.get("permutations", 9999))
+    if permutations < 99:
+        raise ConfigError(f"validation.permutations = {permutations}: at least 99")
+    return ValidationConfig(
+        false_alarm_rate=rate, permutations=permutations,
+        skew=_thresholds(raw, "skew"), drift=_thresholds(raw, "drift"),
+        prediction=_thresholds(raw, "prediction"))
 
 
 def _choice(raw: Mapping, key: str, choices: tuple[str, ...]) -> str:
@@ -243,7 +242,7 @@ def load_config(path: Optional[os.PathLike] = None,
     raw_eval = _section(raw, "evaluation")
     raw_gate = raw.get("gate") or {}
     gate = GateConfig(block=tuple(raw_gate.get("block", ("schema", "skew"))),
-                      warn=tuple(raw_gate.get("warn", ("drift",))))
+                      warn=tuple(raw_gate.get("warn", ("drift", "prediction"))))
     for kind in gate.block + gate.warn:
         if kind not in FINDING_KINDS:
             raise ConfigError(f"gate: unknown finding kind {kind!r}; kinds: {FINDING_KINDS}")
@@ -272,6 +271,7 @@ def load_config(path: Optional[os.PathLike] = None,
             serving=path("serving"),
             reports=Path(path("reports")),
             quarantine=Path(path("quarantine")),
+            acknowledgments=Path(path("acknowledgments", env.get("EMERALD_ACKNOWLEDGMENTS"))),
         ),
         ingest=IngestConfig(
             max_pixels=int(raw_ingest["max_pixels"]),
@@ -292,10 +292,7 @@ def load_config(path: Optional[os.PathLike] = None,
             batch_size=int(raw_training["batch_size"]),
             learning_rate=float(raw_training["learning_rate"]),
         ),
-        validation=ValidationConfig(
-            skew=_thresholds(raw_validation, "skew"),
-            drift=_thresholds(raw_validation, "drift"),
-        ),
+        validation=_validation(raw_validation),
         evaluation=EvaluationConfig(
             min_accuracy=float(raw_eval["min_accuracy"]),
             max_accuracy_drop=float(raw_eval["max_accuracy_drop"]),

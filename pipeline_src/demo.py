@@ -45,7 +45,7 @@ def main() -> int:
             print(f"night {night} crashed: see {log_file}", flush=True)
             failed += 1
             continue
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        summary = json.loads(proc.stdout)
         print(format_table(summary), flush=True)
         # A night the data gate blocked is a failed DAG run by design, not a demo failure.
         failed += summary["state"] != "success" and summary["failed_tasks"] != ["Pusher", "data_gate"]

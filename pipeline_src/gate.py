@@ -13,39 +13,61 @@ from typing import Any, Callable, Optional, Sequence
 from pipeline_src.config import Config, GateConfig, is_true
 
 log = logging.getLogger(__name__)
-SCHEMA_NODE = "ExampleValidator"
-KIND_BY_NODE = {SCHEMA_NODE: "schema", "SkewValidator": "skew", "DriftValidator": "drift"}
-STATISTIC_NAMES = {
+STATISTIC_NAMES = {   # TFDV's anomaly types that carry a measured value
     "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH": "Jensen-Shannon divergence",
     "COMPARATOR_L_INFTY_HIGH": "L-infinity distance",
 }
+# Summary keys of each finding kind: TFDV's schema anomalies, then Emerald's detector.
+SUMMARY_KEYS = (("schema", "anomalies"), ("skew", "skew"), ("drift", "drift"),
+                ("prediction", "prediction"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str                     # schema | skew | drift
+    kind: str                     # schema | skew | drift | prediction
     feature: str
-    anomaly: str                  # TFDV's anomaly type
-    where: str                    # split, or split pair "eval_train"
+    anomaly: str                  # TFDV's anomaly type, or the detector's test
+    where: str                    # split (schema), or the baseline compared with
     description: str
-    value: Optional[float] = None
-    threshold: Optional[float] = None
+    value: Optional[float] = None          # the effect (or TFDV's value)
+    threshold: Optional[float] = None      # the minimum effect (or TFDV's threshold)
+    effect_name: Optional[str] = None      # KS distance | total variation distance
+    p_value: Optional[float] = None
+    alpha: Optional[float] = None          # the level the test was held to tonight
+    n_tonight: Optional[int] = None
+    n_baseline: Optional[int] = None
+    acknowledged: Optional[str] = None     # who accepted this shift, from when, why
+    acknowledgment_id: Optional[int] = None
 
     def statistic(self) -> str:
-        return STATISTIC_NAMES.get(self.anomaly, self.anomaly.replace("_", " ").lower())
+        return self.effect_name or STATISTIC_NAMES.get(
+            self.anomaly, self.anomaly.replace("_", " ").lower())
+
+    def _against(self, night: str, previous_night: Optional[str]) -> str:
+        if self.kind == "skew":
+            return f"toto {night} vs training"
+        if self.kind == "drift":
+            return f"toto {night} vs toto {previous_night or 'last night'}"
+        if self.kind == "prediction":
+            return f"serving model on toto {night} vs on its evaluation data"
+        return f"split {self.where} of {night}"
 
     def message(self, night: str, previous_night: Optional[str]) -> str:
-        """E.g. 'aspect_ratio: Jensen-Shannon divergence 0.41 > 0.10, toto 2026-01-05 vs training'."""
-        if self.kind == "skew":
-            against = f"toto {night} vs training"
-        elif self.kind == "drift":
-            against = f"toto {night} vs toto {previous_night or 'last night'}"
-        else:
-            against = f"split {self.where} of {night}"
-        if self.value is not None and self.threshold is not None:
-            return (f"{self.feature}: {self.statistic()} {self.value:.2f} > "
+        """E.g. 'aspect_ratio: KS distance 0.77 > 0.30, p 1.0e-04 < 5.0e-04, 36 tonight
+        vs 156 in the baseline, toto 2026-01-02 vs training'."""
+        against = self._against(night, previous_night)
+        if self.value is None or self.threshold is None:
+            text = f"{self.feature}: {self.description} ({self.anomaly}), {against}"
+        elif self.p_value is None:
+            text = (f"{self.feature}: {self.statistic()} {self.value:.2f} > "
                     f"{self.threshold:.2f}, {against}")
-        return f"{self.feature}: {self.description} ({self.anomaly}), {against}"
+        else:
+            text = (f"{self.feature}: {self.statistic()} {self.value:.2f} > {self.threshold:.2f}, "
+                    f"p {self.p_value:.1e} < {self.alpha:.1e}, {self.n_tonight} tonight vs "
+                    f"{self.n_baseline} in the baseline, {against}")
+        if self.acknowledged:
+            text += f" [ACKNOWLEDGED #{self.acknowledgment_id}: {self.acknowledged}]"
+        return text
 
     def as_dict(self, night: str, previous_night: Optional[str]) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -59,6 +81,7 @@ class Decision:
     blocking: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
     force_push: bool
+    acknowledged: tuple[Finding, ...] = ()   # accepted shifts: reported, never blocking
 
     @property
     def blocked(self) -> bool:
@@ -72,30 +95,47 @@ class Decision:
 
     @property
     def needs_alert(self) -> bool:
+        """Acknowledged findings alone send nothing: accepting a shift ends the nightly page."""
         return bool(self.blocking or self.warnings)
 
+    def findings(self) -> tuple[Finding, ...]:
+        return self.blocking + self.warnings + self.acknowledged
 
-def findings_from_summary(summary: dict[str, Any]) -> list[Finding]:
-    """Findings from `report.night_summary()`'s anomalies / skew / drift lists."""
+
+def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> list[Finding]:
+    """Findings from `report.night_summary()`'s lists, acknowledgments applied."""
+    from pipeline_src.validation import acknowledgments
+
+    night = summary.get("date") or ""
     found = []
-    for kind, key in (("schema", "anomalies"), ("skew", "skew"), ("drift", "drift")):
+    for kind, key in SUMMARY_KEYS:
         seen = set()
         for item in summary.get(key, []):
             dedupe = (item["feature"], item["type"], item["where"])
             if dedupe in seen:
                 continue
             seen.add(dedupe)
-            found.append(Finding(kind=kind, feature=item["feature"], anomaly=item["type"],
-                                 where=item["where"], description=item["description"],
-                                 value=item.get("value"), threshold=item.get("threshold")))
+            ack = (acknowledgments.matching(acks, item["feature"], kind, night)
+                   if kind != "schema" and night else None)
+            found.append(Finding(
+                kind=kind, feature=item["feature"], anomaly=item["type"],
+                where=item["where"], description=item["description"],
+                value=item.get("value"), threshold=item.get("threshold"),
+                effect_name=item.get("effect_name"), p_value=item.get("p_value"),
+                alpha=item.get("alpha"), n_tonight=item.get("n_tonight"),
+                n_baseline=item.get("n_baseline"),
+                acknowledged=ack.describe() if ack else None,
+                acknowledgment_id=ack.id if ack else None))
     return found
 
 
 def decide(findings: Sequence[Finding], policy: GateConfig, force_push: bool) -> Decision:
+    live = [f for f in findings if not f.acknowledged]
     return Decision(
-        blocking=tuple(f for f in findings if f.kind in policy.block),
-        warnings=tuple(f for f in findings if f.kind in policy.warn),
-        force_push=force_push)
+        blocking=tuple(f for f in live if f.kind in policy.block),
+        warnings=tuple(f for f in live if f.kind in policy.warn),
+        force_push=force_push,
+        acknowledged=tuple(f for f in findings if f.acknowledged))
 
 
 def alert_text(decision: Decision, night: str, previous_night: Optional[str],
@@ -115,12 +155,19 @@ def alert_text(decision: Decision, night: str, previous_night: Optional[str],
     if decision.warnings:
         lines.append("Warnings:")
         lines += [f"  - {f.message(night, previous_night)}" for f in decision.warnings]
+    if decision.acknowledged:
+        lines.append("Acknowledged (accepted shifts, not blocking):")
+        lines += [f"  - {f.message(night, previous_night)}" for f in decision.acknowledged]
     lines += ["", f"Night report: {report_url}"]
     return subject, "\n".join(lines)
 
 
 def gate_night(config: Config, summary: dict[str, Any], force_push: bool) -> Decision:
-    return decide(findings_from_summary(summary), config.gate, force_push)
+    """The decision for a night's summary, with the acknowledgments on file now."""
+    from pipeline_src.validation import acknowledgments
+
+    acks = acknowledgments.load(config.paths.acknowledgments)
+    return decide(findings_from_summary(summary, acks), config.gate, force_push)
 
 
 class PushBlocked(RuntimeError):

@@ -30,6 +30,22 @@ class BadImage(ValueError):
         self.reason = reason
 
 
+# Pixel statistics are measured on the image box-reduced by an integer factor so
+# that its longer side is at most this: bounded cost for camera-sized photos, and
+# sharpness on a comparable scale across resolutions.
+ANALYSIS_MAX_SIDE = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelStats:
+    """What skew detection compares besides size: all in [0, 1] units except sharpness."""
+    rms_contrast: float               # standard deviation of luminance
+    mean_red: float
+    mean_green: float
+    mean_blue: float
+    sharpness: float                  # variance of the 4-neighbour Laplacian of luminance
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     format: str                       # JPEG | PNG (what the bytes are, not the name)
@@ -39,6 +55,7 @@ class ImageInfo:
     capture_time: Optional[dt.datetime]
     brightness: Optional[float]       # mean luminance in [0, 1]; None from inspect()
     mode: str                         # the original colour mode (L, RGB, CMYK, ...)
+    pixels: Optional[PixelStats] = None   # None from inspect()
 
 
 def _capture_time(image: Image.Image) -> Optional[dt.datetime]:
@@ -106,12 +123,31 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Ima
     capture = _capture_time(probe)
     upright = ImageOps.exif_transpose(probe)
     rgb = upright.convert("RGB")
-    luminance = np.asarray(rgb.convert("L"), dtype=np.float32)
+    brightness, pixels = _pixel_stats(rgb, np)
     info = ImageInfo(
         format=fmt, width=rgb.width, height=rgb.height,
         exif_orientation=exif_orientation, capture_time=capture,
-        brightness=float(luminance.mean() / 255.0), mode=mode)
+        brightness=brightness, mode=mode, pixels=pixels)
     return rgb, info
+
+
+def _pixel_stats(rgb: Image.Image, np) -> tuple[float, PixelStats]:
+    """Brightness and the other pixel statistics, on the analysis-scale image."""
+    factor = -(-max(rgb.size) // ANALYSIS_MAX_SIDE)
+    small = rgb.reduce(factor) if factor > 1 else rgb
+    channels = np.asarray(small, dtype=np.float32) / 255.0
+    luminance = np.asarray(small.convert("L"), dtype=np.float32) / 255.0
+    if min(luminance.shape) >= 3:
+        centre = luminance[1:-1, 1:-1]
+        laplacian = (luminance[:-2, 1:-1] + luminance[2:, 1:-1] + luminance[1:-1, :-2]
+                     + luminance[1:-1, 2:] - 4.0 * centre)
+        sharpness = float(laplacian.var())
+    else:
+        sharpness = 0.0
+    means = channels.reshape(-1, 3).mean(axis=0)
+    return float(luminance.mean()), PixelStats(
+        rms_contrast=float(luminance.std()), mean_red=float(means[0]),
+        mean_green=float(means[1]), mean_blue=float(means[2]), sharpness=sharpness)
 
 
 def inspect(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
@@ -120,7 +156,7 @@ def inspect(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     Accepts and rejects exactly what decode() does, with the same BadImage
     reasons: the pixels are fully decoded (`load()`, never `draft()`), so
     truncated or garbled data fails here too. The result matches decode()'s
-    ImageInfo except `brightness`, which is None (not measured): no upright
+    ImageInfo except `brightness` and `pixels`, None (not measured): no upright
     copy (width and height are swapped for EXIF orientations 5-8, as
     `exif_transpose` would), no RGB conversion, no luminance pass.
     """

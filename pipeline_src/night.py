@@ -7,6 +7,7 @@ as the scheduler would, and TFX is imported once for the whole night.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -29,13 +30,28 @@ def airflow_environment(config: Config) -> dict[str, str]:
     }
 
 
+def _sqlite_file(url: str):
+    """The database file of a sqlite:/// URL, None for any other database."""
+    prefix = "sqlite:///"
+    return url[len(prefix):].split("?", 1)[0] if url.startswith(prefix) else None
+
+
 def prepare_airflow(config: Config) -> None:
-    """Sets the environment before Airflow is imported and migrates its DB once."""
+    """Sets the environment before Airflow is imported and migrates its DB once.
+
+    Works whether or not the user has an AIRFLOW_HOME of their own: the SQLite
+    database's folder is created wherever the URL points, and the "migrated"
+    marker sits beside the database it describes.
+    """
     for key, value in airflow_environment(config).items():
         os.environ.setdefault(key, value)
     home = os.environ["AIRFLOW_HOME"]
     os.makedirs(home, exist_ok=True)
-    marker = os.path.join(home, ".emerald-db-migrated")
+    database = _sqlite_file(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if database:
+        os.makedirs(os.path.dirname(database) or ".", exist_ok=True)
+    marker = (database + ".emerald-migrated" if database
+              else os.path.join(home, ".emerald-db-migrated"))
     if not os.path.exists(marker):
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -72,14 +88,31 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config()
-    summary = run_night(config, dt.date.fromisoformat(args.date), args.corpus_only,
-                        args.force_push)
+    night = dt.date.fromisoformat(args.date)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        # Airflow and TFX log to stdout; with --json, stdout is the one JSON object.
+        with _stdout_to_stderr():
+            summary = run_night(config, night, args.corpus_only, args.force_push)
+        print(json.dumps(summary, sort_keys=True), flush=True)
     else:
+        summary = run_night(config, night, args.corpus_only, args.force_push)
         from pipeline_src.report import format_table
         print(format_table(summary))
     return 0 if summary["state"] == "success" else 1
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """File descriptor 1 points at stderr inside: log handlers and subprocesses too."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def register(subparsers) -> None:

@@ -11,14 +11,13 @@ from typing import Mapping, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.components import DistributionValidator
 from tfx.orchestration import data_types
-from tfx.proto import distribution_validator_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline_src import features
+from pipeline_src import features, node_ids
 from pipeline_src.examplegen import ImageExampleGen
 from pipeline_src.model import exporter
+from pipeline_src.validation.component import ImageDistributionValidator, settings_json
 
 # Runtime parameters, substituted at launch (pipeline-root and pipeline-run-id
 # are TFX's own).
@@ -31,25 +30,10 @@ RUNTIME_PARAMETERS = (NIGHT, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
 PREPROCESSING_FN = "pipeline_src.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline_src.model.trainer.run_fn"
 ACCURACY = "sparse_categorical_accuracy"
-NUMERIC_COMPARED = (features.ASPECT_RATIO, features.BRIGHTNESS)
 
 
 def _parameter(name: str) -> data_types.RuntimeParameter:
     return data_types.RuntimeParameter(name=name, ptype=str)
-
-
-def distribution_config(thresholds: Mapping[str, float]
-                        ) -> distribution_validator_pb2.DistributionValidatorConfig:
-    """Jensen-Shannon divergence on numeric features (L-infinity reads 0 there)."""
-    config = distribution_validator_pb2.DistributionValidatorConfig()
-    for feature, threshold in sorted(thresholds.items()):
-        comparator = config.default_slice_config.feature.add()
-        comparator.path.step.append(feature)
-        if feature in NUMERIC_COMPARED:
-            comparator.distribution_comparator.jensen_shannon_divergence.threshold = threshold
-        else:
-            comparator.distribution_comparator.infinity_norm.threshold = threshold
-    return config
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float,
@@ -120,8 +104,9 @@ def create_pipeline(
     epochs: int,
     batch_size: int,
     learning_rate: float,
-    skew_thresholds: Mapping[str, float],
-    drift_thresholds: Mapping[str, float],
+    false_alarm_rate: float,
+    permutations: int,
+    min_effects: Mapping[str, Mapping[str, float]],
     min_accuracy: float,
     max_accuracy_drop: float,
     slices: Sequence[str],
@@ -143,18 +128,23 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=schema_file or _parameter(SCHEMA_FILE))
+    # Schema anomalies of tonight only: earlier nights were checked on their own
+    # night, so one bad night (an unknown label) does not block every later one.
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    skew_validator = DistributionValidator(
-        statistics=statistics_gen.outputs["statistics"],
-        baseline_statistics=statistics_gen.outputs["statistics"],
-        include_split_pairs=[(features.EVAL, features.TRAIN)],
-        config=distribution_config(skew_thresholds)).with_id("SkewValidator")
-    drift_validator = DistributionValidator(
-        statistics=statistics_gen.outputs["statistics"],
-        baseline_statistics=statistics_gen.outputs["statistics"],
-        include_split_pairs=[(features.EVAL, features.PREVIOUS)],
-        config=distribution_config(drift_thresholds)).with_id("DriftValidator")
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        exclude_splits=[features.TRAIN, features.PREVIOUS])
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(node_ids.RESOLVER)
+    # Skew, drift and prediction drift (the serving model = the latest blessed one).
+    distribution_validator = ImageDistributionValidator(
+        examples=example_gen.outputs["examples"],
+        serving_model=model_resolver.outputs["model"],
+        settings=settings_json(labels=labels, false_alarm_rate=false_alarm_rate,
+                               permutations=permutations, min_effects=min_effects),
+    ).with_id(node_ids.DISTRIBUTION_VALIDATOR)
 
     model_config = {"labels": list(labels), "image_size": image_size}
     transform = tfx.components.Transform(
@@ -174,11 +164,6 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
         custom_config={**model_config, "epochs": epochs, "batch_size": batch_size,
                        "learning_rate": learning_rate})
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModelResolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -194,8 +179,8 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,   # "" : a runtime parameter, filled in at launch
         components=[example_gen, statistics_gen, schema_gen, example_validator,
-                    skew_validator, drift_validator, transform, trainer,
-                    model_resolver, evaluator, pusher],
+                    model_resolver, distribution_validator, transform, trainer,
+                    evaluator, pusher],
         enable_cache=False,
         beam_pipeline_args=list(beam_pipeline_args),
         metadata_connection_config=(

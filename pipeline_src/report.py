@@ -11,10 +11,9 @@ import re
 from typing import Any, Optional
 
 from pipeline_src.config import Config
+from pipeline_src.node_ids import EXAMPLE_VALIDATOR, STATISTICS_GEN
 
-SKEW_NODE = "SkewValidator"
-DRIFT_NODE = "DriftValidator"
-SCHEMA_NODE = "ExampleValidator"
+COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
 
 
@@ -119,7 +118,8 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
     summary: dict[str, Any] = {
         "date": night, "tfx_run_id": tfx_run_id, "state": run_state,
         "splits": {}, "eval_mode": None, "rejected": 0,
-        "anomalies": [], "skew": [], "drift": [],
+        "anomalies": [], "skew": [], "drift": [], "prediction": [],
+        "validation": None,
         "accuracy": {"overall": None, "slices": {}},
         "blessed": False, "pushed": False, "pushed_version": None,
     }
@@ -130,10 +130,14 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
             summary["eval_mode"] = props["eval_mode"].string_value
             summary["previous_night"] = props["previous_night"].string_value
             summary["rejected"] = props["rejected_count"].int_value
-        elif kind == "ExampleAnomalies":
-            findings = _anomaly_findings(artifact.uri)
-            target = {SKEW_NODE: "skew", DRIFT_NODE: "drift"}.get(node, "anomalies")
-            summary[target].extend(findings)
+        elif kind == "ExampleAnomalies" and node == EXAMPLE_VALIDATOR:
+            summary["anomalies"].extend(_anomaly_findings(artifact.uri))
+        elif kind == COMPARISONS_TYPE:
+            from pipeline_src.validation.component import load_comparisons
+
+            summary["validation"] = load_comparisons(artifact.uri)
+            for kind_name, items in comparison_findings(summary["validation"]).items():
+                summary[kind_name].extend(items)
         elif kind == "ModelEvaluation":
             summary["accuracy"] = _accuracy(artifact.uri)
         elif kind == "ModelBlessing":
@@ -145,6 +149,22 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
     return summary
 
 
+def comparison_findings(validation: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The detector's fired comparisons, as the summary's skew / drift / prediction lists."""
+    out: dict[str, list[dict[str, Any]]] = {"skew": [], "drift": [], "prediction": []}
+    for c in validation.get("comparisons", []):
+        if not c["fired"]:
+            continue
+        out[c["kind"]].append({
+            "where": c["baseline"], "feature": c["feature"], "type": c["test"],
+            "description": (f"{c['effect_name']} {c['effect']:.3f} > {c['min_effect']:.3f} "
+                            f"and p {c['p_value']:.2e} < {c['alpha']:.2e}"),
+            "value": c["effect"], "threshold": c["min_effect"], "effect_name": c["effect_name"],
+            "p_value": c["p_value"], "alpha": c["alpha"], "n_tonight": c["n_tonight"],
+            "n_baseline": c["n_baseline"]})
+    return out
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """A readable block per night for the demo and `emerald run`."""
     def pct(value):
@@ -153,13 +173,14 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [f"night {summary['date']}  ({summary.get('state') or 'unknown'})",
              f"  examples   {', '.join(f'{k} {v}' for k, v in summary['splits'].items())}"
              f"  (eval: {summary.get('eval_mode')}, rejected {summary.get('rejected', 0)})"]
-    for kind in ("anomalies", "skew", "drift"):
-        findings = summary[kind]
+    for kind in ("anomalies", "skew", "drift", "prediction"):
+        findings = summary.get(kind, [])
         if not findings:
             lines.append(f"  {kind:<10} none")
         for f in findings:
             value = (f" {f['value']:.3f} > {f['threshold']:.3f}" if "value" in f else "")
-            lines.append(f"  {kind:<10} {f['feature']} [{f['where']}] {f['type']}{value}")
+            p_value = f", p {f['p_value']:.1e}" if f.get("p_value") is not None else ""
+            lines.append(f"  {kind:<10} {f['feature']} [{f['where']}] {f['type']}{value}{p_value}")
     accuracy = summary["accuracy"]
     lines.append(f"  accuracy   overall {pct(accuracy['overall'])}")
     for key, value in sorted(accuracy["slices"].items()):
@@ -215,7 +236,7 @@ def _statistics_html(config: Config, tfx_run_id: str) -> str:
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.types.standard_artifacts import ExampleStatistics
 
-    for _, artifact in run_outputs(open_store(config), tfx_run_id).get("StatisticsGen", []):
+    for _, artifact in run_outputs(open_store(config), tfx_run_id).get(STATISTICS_GEN, []):
         stats = ExampleStatistics()
         stats.set_mlmd_artifact(artifact)
         tonight, training = (stats_artifact_utils.load_statistics(stats, split).proto().datasets[0]
@@ -231,7 +252,7 @@ def _statistics_html(config: Config, tfx_run_id: str) -> str:
     return "<p>No statistics for this run (StatisticsGen did not complete).</p>"
 
 
-def render_html(summary: dict[str, Any], statistics_html: str) -> str:
+def render_html(summary: dict[str, Any], statistics_html: str, comparisons_html: str = "") -> str:
     import html
 
     def row(*cells):
@@ -251,7 +272,8 @@ def render_html(summary: dict[str, Any], statistics_html: str) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Emerald night {html.escape(summary['date'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea}}
+.charts{{display:flex;flex-wrap:wrap;gap:8px}}</style></head><body>
 <h1>Emerald night {html.escape(summary['date'])}</h1>
 <p>Run <code>{html.escape(str(summary.get('tfx_run_id')))}</code>, state
 <b>{html.escape(str(summary.get('state')))}</b>; blessed <b>{summary['blessed']}</b>;
@@ -262,6 +284,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h2>Data findings</h2>
 <table><tr><th>kind</th><th>feature</th><th>statistic</th><th>value</th><th>threshold</th>
 <th>where</th><th>finding</th></tr>{finding_rows or row('none', '', '', '', '', '', '')}</table>
+<h2>Skew, drift and prediction drift: every comparison</h2>
+{comparisons_html}
 <h2>Evaluation (accuracy per slice)</h2>
 <table><tr><th>slice</th><th>accuracy</th></tr>{slice_rows}</table>
 <h2>Statistics: tonight against training</h2>
@@ -274,18 +298,29 @@ def write_night_report(config: Config, tfx_run_id: str, night: str,
                        state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
     """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
     from pipeline_src import gate
+    from pipeline_src.validation import render
 
     summary = night_summary(config, tfx_run_id, night, state)
     decision = gate.gate_night(config, summary, force_push)
     previous = summary.get("previous_night")
     previous = None if previous in (None, "none") else previous
-    summary["findings"] = [f.as_dict(night, previous)
-                           for f in decision.blocking + decision.warnings]
+    blocking = {(f.kind, f.feature) for f in decision.blocking}
+    summary["findings"] = []
+    for finding in decision.findings():
+        item = finding.as_dict(night, previous)
+        item["blocking"] = (finding.kind, finding.feature) in blocking
+        summary["findings"].append(item)
+    acknowledged = {(f.kind, f.feature): f.acknowledged for f in decision.acknowledged}
+    for c in render.comparisons(summary):    # what the trend charts mark
+        c["acknowledged"] = acknowledged.get((c["kind"], c["feature"]))
+        c["blocking"] = (c["kind"], c["feature"]) in blocking
     summary["push_blocked"] = decision.blocked
     summary["forced"] = decision.forced
     summary["report_url"] = report_url(night)
     folder = config.paths.reports / night
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    (folder / "report.html").write_text(render_html(summary, _statistics_html(config, tfx_run_id)))
+    history = render.load_history(config.paths.reports, night)
+    (folder / "report.html").write_text(render_html(
+        summary, _statistics_html(config, tfx_run_id), render.section_html(summary, history)))
     return summary

@@ -23,7 +23,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 DEFAULT_LABELS = ("lion", "tiger", "bear")
-TOTO_STYLES = ("portrait", "landscape")
+# portrait: Toto's camera (portrait, dark, blurred); landscape: like the corpus;
+# dim: like the corpus but underexposed (x0.6); upright: like the corpus but held
+# upright (300x400: the same pixel area, only the aspect ratio differs).
+TOTO_STYLES = ("portrait", "landscape", "dim", "upright")
+DIM_FACTOR = 0.6
 CORPUS_SIZE = (400, 300)        # landscape 4:3, like the curated stock photos
 TOTO_SIZE = (240, 320)          # portrait 3:4: Toto holds the phone upright
 CORPUS_QUALITY = 92
@@ -295,9 +299,14 @@ _ANIMALS = {"lion": _lion, "tiger": _tiger, "bear": _bear}
 # --------------------------------------------------------------------------- #
 # One photo
 # --------------------------------------------------------------------------- #
-def _photo(rng: np.random.Generator, label: str, toto_look: bool) -> Image.Image:
-    """Corpus look: large, centred, bright, sharp. Toto look: small, off-centre, dark, soft."""
-    width, height = TOTO_SIZE if toto_look else CORPUS_SIZE
+def _photo(rng: np.random.Generator, label: str, toto_look: bool,
+           size: tuple[int, int] | None = None, exposure: float = 1.0) -> Image.Image:
+    """Corpus look: large, centred, bright, sharp. Toto look: small, off-centre, dark, soft.
+
+    `size` and `exposure` vary one property of the corpus look alone (the
+    `upright` and `dim` styles), so a test knows which property moved.
+    """
+    width, height = size or (TOTO_SIZE if toto_look else CORPUS_SIZE)
     image, horizon = _background(rng, width, height)
     draw = ImageDraw.Draw(image)
     d = 1 if rng.random() < 0.5 else -1
@@ -334,7 +343,7 @@ def _photo(rng: np.random.Generator, label: str, toto_look: bool) -> Image.Image
         factor = rng.uniform(0.5, 0.75)
     else:
         factor = rng.uniform(0.85, 1.1)
-    arr = np.asarray(image, dtype=np.float32) * factor
+    arr = np.asarray(image, dtype=np.float32) * factor * exposure
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
@@ -404,7 +413,9 @@ def synthesize(out_dir, nights: int = 3, seed: int = 0,
         for label in labels + extra:
             for i in range(toto_per_label):
                 rng = _seed_for(seed, _STREAM_TOTO, label, night.toordinal(), i)
-                image = _photo(rng, label, toto_look=toto_style == "portrait")
+                image = _photo(rng, label, toto_look=toto_style == "portrait",
+                               size=CORPUS_SIZE[::-1] if toto_style == "upright" else None,
+                               exposure=DIM_FACTOR if toto_style == "dim" else 1.0)
                 data = _encode(image, _toto_time(rng, night), "Toto", TOTO_QUALITY)
                 name = f"toto_{night:%Y%m%d}_{label}_{i:04d}.jpg"
                 _write(out / "toto" / iso / label / name, data)
@@ -435,7 +446,8 @@ def register(subparsers) -> None:
     p.add_argument("--corpus-per-label", type=int, default=40)
     p.add_argument("--toto-per-label", type=int, default=12)
     p.add_argument("--toto-style", choices=TOTO_STYLES, default="portrait",
-                   help="landscape makes Toto's nights look like the corpus (no skew)")
+                   help="landscape makes Toto's nights look like the corpus (no skew); dim: "
+                        "the corpus underexposed; upright: the corpus held upright (3:4)")
     p.add_argument("--extra-toto-label", action="append", default=[], metavar="NAME",
                    help="add a label folder the schema does not know to every night (repeatable)")
     p.set_defaults(func=_run)

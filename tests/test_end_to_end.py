@@ -1,15 +1,23 @@
-"""Three nights end to end through Airflow, with real SMTP and Slack-webhook servers.
+"""Six nights end to end through Airflow, with real SMTP and Slack-webhook servers.
 
 Runs `emerald run --json` in a fresh EMERALD_HOME (its own SQLite Airflow DB
 and MLMD), the way a user does:
 
 1. 2026-01-01, corpus only: clean; blesses and pushes; no alert.
-2. 2026-01-02, Toto's portrait, darker photos: the skew on aspect_ratio is
-   alerted (email + Slack) and the push is blocked (the data_gate task fails).
-   Then the gate task is run again (a retry): no second alert.
-3. 2026-01-03, landscape photos plus a label folder the schema does not know
+2. 2026-01-02, Toto's portrait, darker photos: aspect_ratio and brightness skew
+   are alerted (email + Slack) with effect, p-value and sample sizes, and the
+   push is blocked (the data_gate task fails). Then the gate task is run again
+   (a retry): no second alert.
+3. 2026-01-03, a clean landscape night drawn like the corpus, after the portrait
+   night entered training: no skew, so it pushes; drift against the portrait
+   night is a warning only (alerted, not blocking).
+4. 2026-01-04, landscape photos plus a label folder the schema does not know
    ("wolf"), with force_push: the schema anomaly is alerted, the alert says the
    push was forced, and the model is pushed.
+5. 2026-01-05, a dim night (the corpus underexposed): brightness skew blocks;
+   last night's unknown label, now in training, is no schema finding tonight.
+6. 2026-01-06, the corpus held upright, with the aspect-ratio skew acknowledged
+   from that night on (`emerald ack add`): shown as acknowledged, not blocking.
 The pushed model then classifies JPEG bytes it has never seen.
 """
 from __future__ import annotations
@@ -30,6 +38,9 @@ pytestmark = pytest.mark.slow
 NIGHT_1 = dt.date(2026, 1, 1)
 NIGHT_2 = NIGHT_1 + dt.timedelta(days=1)
 NIGHT_3 = NIGHT_1 + dt.timedelta(days=2)
+NIGHT_4 = NIGHT_1 + dt.timedelta(days=3)
+NIGHT_5 = NIGHT_1 + dt.timedelta(days=4)
+NIGHT_6 = NIGHT_1 + dt.timedelta(days=5)
 
 
 def emerald(env: dict, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
@@ -43,7 +54,7 @@ def emerald(env: dict, *args: str, expect_ok: bool = True) -> subprocess.Complet
 def run_night(env: dict, night: dt.date, *flags: str) -> dict:
     proc = emerald(env, "run", "--date", night.isoformat(), "--json", *flags, expect_ok=False)
     assert proc.stdout.strip(), proc.stderr[-6000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads(proc.stdout)      # --json: stdout is one JSON object, logs on stderr
     summary["exit_code"] = proc.returncode
     return summary
 
@@ -55,13 +66,17 @@ def nights(tmp_path_factory, alert_servers):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AIRFLOW") and not k.startswith("EMERALD")}
     env.update(EMERALD_HOME=str(home), EMERALD_ALERT_EMAILS="dorothy@example.com,toto@example.com",
+               EMERALD_ACKNOWLEDGMENTS=str(home / "acknowledgments.yaml"),
                AIRFLOW_CONN_SMTP_DEFAULT=smtp.conn_uri,
                AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT=slack.conn_uri)
     config = load_config(env=env)
     source = Path(config.paths.source)
     synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_2)
-    synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_3, toto_style="landscape",
+    synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_3, toto_style="landscape")
+    synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_4, toto_style="landscape",
                      extra_toto_labels=("wolf",))
+    synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_5, toto_style="dim")
+    synth.synthesize(source, nights=1, seed=0, start_date=NIGHT_6, toto_style="upright")
     results = {}
     results[1] = run_night(env, NIGHT_1, "--corpus-only")
     results["alerts_after_1"] = (len(smtp.messages), len(slack.posts))
@@ -74,8 +89,17 @@ def nights(tmp_path_factory, alert_servers):
          f"{NIGHT_2.isoformat()}T02:00:00+00:00"],
         env=airflow_env, capture_output=True, text=True, timeout=600)
     results["alerts_after_retry"] = (len(smtp.messages), len(slack.posts))
-    results[3] = run_night(env, NIGHT_3, "--force-push")
+    results[3] = run_night(env, NIGHT_3)
     results["alerts_after_3"] = (len(smtp.messages), len(slack.posts))
+    results[4] = run_night(env, NIGHT_4, "--force-push")
+    results["alerts_after_4"] = (len(smtp.messages), len(slack.posts))
+    results[5] = run_night(env, NIGHT_5)
+    results["alerts_after_5"] = (len(smtp.messages), len(slack.posts))
+    results["ack"] = emerald(env, "ack", "add", "--feature", "aspect_ratio", "--kind", "skew",
+                             "--from-night", NIGHT_6.isoformat(), "--by", "dorothy",
+                             "--reason", "the model now trains on upright photos")
+    results[6] = run_night(env, NIGHT_6)
+    results["alerts_after_6"] = (len(smtp.messages), len(slack.posts))
     return config, results, smtp, slack
 
 
@@ -87,9 +111,10 @@ def _airflow_env(config) -> dict:
 
 def test_json_has_every_promised_field(nights):
     _, results, *_ = nights
-    for night in (1, 2, 3):
-        assert {"date", "splits", "anomalies", "skew", "drift", "accuracy", "blessed",
-                "pushed", "pushed_version", "push_blocked", "findings"} <= set(results[night])
+    for night in (1, 2, 3, 4, 5, 6):
+        assert {"date", "splits", "anomalies", "skew", "drift", "prediction", "validation",
+                "accuracy", "blessed", "pushed", "pushed_version", "push_blocked",
+                "findings"} <= set(results[night])
         assert {"overall", "slices"} <= set(results[night]["accuracy"])
 
 
@@ -107,7 +132,17 @@ def test_clean_corpus_night_hash_splits_blesses_pushes_and_sends_no_alert(nights
     assert results["alerts_after_1"] == (0, 0)
 
 
-def test_portrait_night_alerts_aspect_ratio_skew_and_does_not_push(nights):
+def _finding(summary: dict, kind: str, feature: str) -> dict:
+    matches = [f for f in summary["findings"] if f["kind"] == kind and f["feature"] == feature]
+    assert matches, (kind, feature, [(f["kind"], f["feature"]) for f in summary["findings"]])
+    return matches[0]
+
+
+def _kinds_found(summary: dict, kind: str) -> set:
+    return {f["feature"] for f in summary["findings"] if f["kind"] == kind}
+
+
+def test_portrait_night_alerts_aspect_ratio_and_brightness_skew_and_does_not_push(nights):
     _, results, smtp, slack = nights
     second = results[2]
     assert second["eval_mode"] == "newest_night"
@@ -115,15 +150,21 @@ def test_portrait_night_alerts_aspect_ratio_skew_and_does_not_push(nights):
     assert second["push_blocked"] is True and second["pushed"] is False
     assert second["state"] == "failed" and second["exit_code"] == 1
     assert second["failed_tasks"] == ["Pusher", "data_gate"]
-    skew = next(f for f in second["findings"] if f["feature"] == "aspect_ratio")
-    assert skew["kind"] == "skew" and skew["value"] > skew["threshold"]
+    for feature in ("aspect_ratio", "brightness"):
+        skew = _finding(second, "skew", feature)
+        assert skew["blocking"] and skew["value"] > skew["threshold"]
+        assert skew["p_value"] < skew["alpha"] and (skew["n_tonight"], skew["n_baseline"]) == (36, 120)
+    assert "label" not in _kinds_found(second, "skew")      # Toto shoots the same animals
+    # No earlier Toto night: drift is not tested (not "tonight against itself").
+    assert [s["kind"] for s in second["validation"]["skipped"]] == ["drift"]
     assert results["alerts_after_2"] == (1, 1)
     email, post = smtp.messages[0], json.loads(slack.posts[0]["body"])["text"]
     assert sorted(email["to"]) == ["dorothy@example.com", "toto@example.com"]
     assert "push BLOCKED" in email["subject"]
-    for text in (email["data"].replace("&gt;", ">"), post):
-        assert "aspect_ratio: Jensen-Shannon divergence" in text
-        assert "toto 2026-01-02 vs training" in text
+    for text in (email["data"].replace("&gt;", ">").replace("&lt;", "<"), post):
+        assert "aspect_ratio: KS distance 1.00 > 0.30, p " in text
+        assert "36 tonight vs 120 in the baseline, toto 2026-01-02 vs training" in text
+        assert "brightness: KS distance" in text
         assert "/emerald-reports/night/2026-01-02" in text
     slices = second["accuracy"]["slices"]
     assert "source=toto" in slices and "orientation=portrait" in slices
@@ -138,17 +179,64 @@ def test_a_retried_gate_does_not_alert_again(nights):
     assert results["alerts_after_retry"] == results["alerts_after_2"] == (1, 1)
 
 
-def test_unseen_label_is_a_schema_anomaly_and_force_push_pushes_and_says_so(nights):
+def test_clean_landscape_night_after_a_portrait_night_does_not_block_and_drift_only_warns(nights):
     _, results, smtp, slack = nights
     third = results[3]
-    schema = [f for f in third["findings"] if f["kind"] == "schema"]
-    assert any(f["feature"] == "label" and "wolf" in f["description"] for f in schema), schema
-    assert third["forced"] is True and third["push_blocked"] is False
-    assert third["pushed"] is True and third["pushed_version"]
+    assert third["splits"]["train"] == 156                  # the portrait night is in training
+    assert _kinds_found(third, "skew") == set()
+    skew = {c["feature"]: c for c in third["validation"]["comparisons"] if c["kind"] == "skew"}
+    assert len(skew) == 9 and not any(c["fired"] for c in skew.values())
+    assert {"aspect_ratio", "brightness"} <= _kinds_found(third, "drift")
+    assert not any(f["blocking"] for f in third["findings"])
+    assert third["push_blocked"] is False and third["forced"] is False
     assert third["state"] == "success" and third["exit_code"] == 0
-    assert results["alerts_after_3"] == (2, 2)
-    assert "force_push" in smtp.messages[1]["subject"]
-    assert "label:" in json.loads(slack.posts[1]["body"])["text"]
+    assert third["blessed"] is True and third["pushed"] is True
+    assert results["alerts_after_3"] == (2, 2)              # a warning is still alerted
+    assert "warnings only" in smtp.messages[1]["subject"]
+    assert "toto 2026-01-03 vs toto 2026-01-02" in json.loads(slack.posts[1]["body"])["text"]
+
+
+def test_unseen_label_is_a_schema_anomaly_and_force_push_pushes_and_says_so(nights):
+    _, results, smtp, slack = nights
+    fourth = results[4]
+    schema = [f for f in fourth["findings"] if f["kind"] == "schema"]
+    assert any(f["feature"] == "label" and "wolf" in f["description"] for f in schema), schema
+    assert {f["where"] for f in schema} == {"eval"}          # tonight's split only
+    assert fourth["forced"] is True and fourth["push_blocked"] is False
+    assert fourth["pushed"] is True and fourth["pushed_version"]
+    assert fourth["state"] == "success" and fourth["exit_code"] == 0
+    assert results["alerts_after_4"] == (3, 3)
+    assert "force_push" in smtp.messages[2]["subject"]
+    assert "label:" in json.loads(slack.posts[2]["body"])["text"]
+
+
+def test_a_dim_night_blocks_on_brightness_and_last_nights_unknown_label_does_not(nights):
+    _, results, smtp, _ = nights
+    fifth = results[5]
+    assert _finding(fifth, "skew", "brightness")["blocking"]
+    assert "aspect_ratio" not in _kinds_found(fifth, "skew")   # same camera, same sizes
+    assert _kinds_found(fifth, "schema") == set()             # "wolf" is in training now
+    assert fifth["push_blocked"] is True and fifth["pushed"] is False
+    assert fifth["failed_tasks"] == ["Pusher", "data_gate"] and fifth["exit_code"] == 1
+    assert results["alerts_after_5"] == (4, 4)
+    assert "brightness: KS distance" in smtp.messages[3]["data"]
+
+
+def test_an_acknowledged_aspect_ratio_skew_stops_blocking_and_is_shown_acknowledged(nights):
+    config, results, smtp, _ = nights
+    assert "recorded acknowledgment 1" in results["ack"].stdout
+    sixth = results[6]
+    ack = _finding(sixth, "skew", "aspect_ratio")
+    assert ack["acknowledged"] and "dorothy" in ack["acknowledged"] and not ack["blocking"]
+    assert "ACKNOWLEDGED #1" in ack["message"]
+    assert not any(f["blocking"] for f in sixth["findings"]), sixth["findings"]
+    assert sixth["push_blocked"] is False and sixth["state"] == "success"
+    assert sixth["exit_code"] == 0
+    page = (config.paths.reports / NIGHT_6.isoformat() / "report.html").read_text()
+    assert "finding, acknowledged" in page
+    # Drift against the dim night is a warning: the alert carries the acknowledged skew too.
+    assert results["alerts_after_6"] == (5, 5)
+    assert "Acknowledged (accepted shifts, not blocking):" in smtp.messages[4]["data"]
 
 
 def test_night_report_is_written_next_to_the_run(nights):
@@ -157,9 +245,22 @@ def test_night_report_is_written_next_to_the_run(nights):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["push_blocked"] is True
     page = (folder / "report.html").read_text()
-    assert "aspect_ratio" in page and "Jensen-Shannon" in page
+    assert "aspect_ratio" in page and "KS distance" in page and "FINDING (blocks)" in page
     assert "class='statistics'" in page      # TFDV statistics, tonight vs training
     assert "aspect_ratio</td><td>mean 0.750" in page   # tonight: every photo is 3:4
+    # A histogram per comparison, and a trend per property over the nights so far.
+    assert page.count('class="emerald-histogram"') == len(summary["validation"]["comparisons"])
+    assert page.count('class="emerald-trend"') == len(summary["validation"]["comparisons"])
+    # Every statistic is recorded, fired or not, in the summary and in MLMD.
+    assert summary["validation"]["tests"] == len(summary["validation"]["comparisons"]) == 11
+    from pipeline_src import report
+
+    outputs = report.run_outputs(report.open_store(config), summary["tfx_run_id"])
+    ((type_name, artifact),) = outputs["ImageDistributionValidator"]
+    assert type_name == "EmeraldDistributionComparisons"
+    assert artifact.custom_properties["tests"].int_value == 11
+    assert artifact.custom_properties["fired"].int_value == sum(
+        c["fired"] for c in summary["validation"]["comparisons"])
 
 
 def test_pushed_model_classifies_jpeg_bytes_from_a_fresh_seed(nights, tmp_path):

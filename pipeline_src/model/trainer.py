@@ -21,7 +21,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from pipeline_src import features
-from pipeline_src.model import data, exporter, model as model_lib
+from pipeline_src.model import data, exporter, model as model_lib, predictions
 
 DEFAULT_SEED = 42
 
@@ -107,3 +107,19 @@ def run_fn(fn_args) -> None:
     exporter.export(model, tf_transform_output, settings["labels"],
                     fn_args.serving_model_dir, tft_layer=tft_layer)
     logging.info("exported the serving model to %s", fn_args.serving_model_dir)
+    record_reference_predictions(fn_args.serving_model_dir, fn_args.eval_files,
+                                 settings["labels"])
+
+
+def record_reference_predictions(serving_model_dir: str, eval_files, labels) -> str:
+    """The exported model's outputs on its evaluation split, kept in the Model artifact.
+
+    The baseline of prediction drift: on a later night, while this model serves,
+    its outputs on tonight's images are compared with these.
+    """
+    signature = tf.saved_model.load(serving_model_dir).signatures[exporter.EXAMPLES_SIGNATURE]
+    predicted = predictions.predict_records(signature, predictions.records(eval_files), labels)
+    path = predictions.write_reference(os.path.dirname(serving_model_dir.rstrip("/")), predicted)
+    logging.info("recorded %d reference predictions in %s",
+                 len(predicted[features.PREDICTED_CLASS]), path)
+    return path

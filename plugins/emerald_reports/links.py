@@ -13,10 +13,12 @@ from urllib.parse import quote
 
 from airflow.models.baseoperatorlink import BaseOperatorLink
 
+from pipeline_src.node_ids import DATA_GATE, EVALUATOR, VALIDATORS
+
 LINK_NAME = "Night report"
 ROUTE_BASE = "/emerald-reports"
 # The tasks whose outcome the night report explains.
-REPORT_TASK_IDS = ("ExampleValidator", "SkewValidator", "DriftValidator", "Evaluator", "data_gate")
+REPORT_TASK_IDS = VALIDATORS + (EVALUATOR, DATA_GATE)
 _NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

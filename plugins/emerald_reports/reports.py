@@ -18,7 +18,8 @@ from typing import Any, Optional
 NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
-FINDING_KINDS = ("anomalies", "skew", "drift")
+LEGACY_FINDING_KEYS = ("anomalies", "skew", "drift")   # summaries written before `findings`
+TREND_KINDS = ("skew", "drift", "prediction")
 
 
 def reports_dir() -> Path:
@@ -113,15 +114,29 @@ def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dic
         "push_blocked": data.get("push_blocked"),
         "has_report": has_report,
     })
+    written = data.get("findings")
+    if isinstance(written, list):
+        # As the gate decided them (blocking, acknowledged): shown, never re-derived.
+        out["findings"] = [dict(f, type=f.get("anomaly")) for f in written if isinstance(f, dict)]
+        return out
     findings = []
-    for kind in FINDING_KINDS:
+    for kind in LEGACY_FINDING_KEYS:
         items = data.get(kind) or []
         out[kind] = list(items) if isinstance(items, list) else []
         for item in out[kind]:
             if isinstance(item, dict):
-                findings.append(dict(item, kind=kind))
+                findings.append(dict(item, kind=kind, blocking=kind == "anomalies"))
     out["findings"] = findings
     return out
+
+
+def trend_charts(summaries_newest_first: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Kind -> one inline SVG trend chart per property, over the listed nights."""
+    from pipeline_src.validation import render   # standard library only
+
+    nights = list(reversed(summaries_newest_first))[-render.TREND_NIGHTS:]
+    return {kind: charts for kind in TREND_KINDS
+            if (charts := render.trend_charts(nights, kind))}
 
 
 def _natural(key: str) -> list:

@@ -41,8 +41,9 @@ class EmeraldReportsView(BaseView):
     @has_access
     def index(self):
         root = reports.reports_dir()
+        nights = reports.list_summaries(root)
         return self.render_template(
-            "emerald_reports/index.html", nights=reports.list_summaries(root),
+            "emerald_reports/index.html", nights=nights, trends=reports.trend_charts(nights),
             reports_dir=str(root), fmt=reports.fmt_metric)
 
     @expose("/night/<string:night>")

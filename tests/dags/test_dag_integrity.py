@@ -55,7 +55,7 @@ def test_one_task_per_pipeline_node_with_the_pipelines_dependencies(dagbag):
         task_upstream = {u for u in node_tasks[node_id].upstream_task_ids if u in graph}
         assert task_upstream == set(upstream), node_id
     assert {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-            "SkewValidator", "DriftValidator", "Transform", "Trainer",
+            "ImageDistributionValidator", "Transform", "Trainer",
             "LatestBlessedModelResolver", "Evaluator", "Pusher"} <= set(graph)
 
 
@@ -107,7 +107,7 @@ def test_ingestion_heads_the_dag_and_the_gate_guards_the_push(dagbag):
     assert dag.get_task("wait_for_night").downstream_task_ids == {"ingest_night", "night_report"}
     assert "ingest_night" in dag.get_task("ImageExampleGen").upstream_task_ids
     gate = dag.get_task("data_gate")
-    assert {"ExampleValidator", "SkewValidator", "DriftValidator"} <= gate.upstream_task_ids
+    assert {"ExampleValidator", "ImageDistributionValidator"} <= gate.upstream_task_ids
     assert "data_gate" in dag.get_task("Pusher").upstream_task_ids
     assert {"night", "corpus_only", "force_push"} <= set(dag.params)
 

@@ -46,12 +46,28 @@ def test_config_is_frozen():
         cfg.validation.skew["aspect_ratio"] = 0.5
 
 
-def test_thresholds_out_of_range_are_rejected(tmp_path):
-    text = config.DEFAULT_CONFIG_FILE.read_text().replace("aspect_ratio: 0.2", "aspect_ratio: 1.5", 1)
+@pytest.mark.parametrize("old, new, message", [
+    ("aspect_ratio: 0.3", "aspect_ratio: 1.5", "validation.skew.aspect_ratio = 1.5"),
+    ("confidence: 0.3", "confidence: -0.1", "validation.prediction.confidence = -0.1"),
+    ("false_alarm_rate: 0.01", "false_alarm_rate: 0", "false_alarm_rate = 0.0"),
+    ("permutations: 9999", "permutations: 10", "permutations = 10"),
+])
+def test_detector_settings_out_of_range_are_rejected(tmp_path, old, new, message):
+    text = config.DEFAULT_CONFIG_FILE.read_text()
+    assert old in text
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text)
-    with pytest.raises(config.ConfigError, match="aspect_ratio"):
+    bad.write_text(text.replace(old, new, 1))
+    with pytest.raises(config.ConfigError, match=message):
         config.load_config(bad, env={})
+
+
+def test_detector_defaults_are_the_documented_ones():
+    validation = config.load_config(env={}).validation
+    assert validation.false_alarm_rate == 0.01 and validation.permutations == 9999
+    assert set(validation.skew) == set(validation.drift) == {
+        "aspect_ratio", "pixel_area", "brightness", "rms_contrast", "mean_red", "mean_green",
+        "mean_blue", "sharpness", "label"}
+    assert dict(validation.prediction) == {"predicted_class": 0.2, "confidence": 0.3}
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):
@@ -75,7 +91,7 @@ def test_unknown_profile_is_a_clear_error():
 
 
 def test_gate_policy_kinds_are_validated(tmp_path):
-    text = config.DEFAULT_CONFIG_FILE.read_text().replace("warn: [drift]", "warn: [vibes]")
+    text = config.DEFAULT_CONFIG_FILE.read_text().replace("warn: [drift, prediction]", "warn: [vibes]")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     with pytest.raises(config.ConfigError, match="vibes"):

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageFilter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +138,40 @@ def test_inspect_matches_decode_except_brightness(name):
     data = testing.GOOD[name]()
     full = images.decode(data, MAX)[1]
     light = images.inspect(data, MAX)
-    assert light == dataclasses.replace(full, brightness=None)
+    assert full.pixels is not None
+    assert light == dataclasses.replace(full, brightness=None, pixels=None)
+
+
+def _png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_pixel_statistics_have_the_values_their_definitions_give():
+    flat = np.zeros((40, 60, 3)); flat[..., 0], flat[..., 1], flat[..., 2] = 255, 51, 102
+    stats = images.decode(_png(flat))[1].pixels
+    assert (stats.mean_red, stats.mean_green, stats.mean_blue) == pytest.approx(
+        (1.0, 0.2, 0.4), abs=1e-4)
+    assert stats.rms_contrast == pytest.approx(0.0, abs=1e-6)
+    assert stats.sharpness == pytest.approx(0.0, abs=1e-9)   # no edges at all
+    # Half black, half white columns: contrast 0.5; a checkerboard is much sharper
+    # than the same checkerboard blurred.
+    halves = np.zeros((40, 60, 3)); halves[:, 30:] = 255
+    assert images.decode(_png(halves))[1].pixels.rms_contrast == pytest.approx(0.5, abs=1e-3)
+    board = (np.indices((64, 64)).sum(axis=0) % 2 * 255)[..., None].repeat(3, axis=2)
+    crisp = images.decode(_png(board))[1].pixels.sharpness
+    blurred = Image.fromarray(board.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))
+    soft = images.decode(_png(np.asarray(blurred)))[1].pixels.sharpness
+    assert crisp > 10 * soft > 0
+
+
+def test_pixel_statistics_of_large_photos_are_measured_at_bounded_scale():
+    big = np.zeros((1536, 2048, 3)); big[:, 1024:] = 255
+    info = images.decode(_png(big))[1]
+    assert (info.width, info.height) == (2048, 1536)             # the image itself is not resized
+    assert info.pixels.rms_contrast == pytest.approx(0.5, abs=1e-3)
+    assert info.brightness == pytest.approx(0.5, abs=1e-3)
 
 
 def test_inspect_fully_decodes_without_draft(monkeypatch):

@@ -141,6 +141,69 @@ def test_html_in_a_summary_is_escaped(root):
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
 
 
+def _comparison(feature, effect, fired, kind="skew", acknowledged=None):
+    return {"kind": kind, "feature": feature, "baseline": "training", "effect": effect,
+            "effect_name": "KS distance", "min_effect": 0.3, "p_value": 1e-4, "alpha": 5e-4,
+            "n_tonight": 36, "n_baseline": 120, "fired": fired, "significant": fired,
+            "acknowledged": acknowledged,
+            "details": {"histogram": {"values": [0.75, 1.33], "tonight": [1, 0],
+                                      "baseline": [0, 1]}}}
+
+
+def _night_with_findings(date, effect, blocking, acknowledged=None):
+    fired = effect > 0.3
+    findings = [] if not fired else [{
+        "kind": "skew", "feature": "aspect_ratio", "anomaly": "Kolmogorov-Smirnov",
+        "where": "training", "value": effect, "threshold": 0.3, "blocking": blocking,
+        "acknowledged": acknowledged, "message": "aspect_ratio: KS distance ..."}]
+    return dict(SUMMARY, date=date, findings=findings, validation={"comparisons": [
+        _comparison("aspect_ratio", effect, fired, acknowledged=acknowledged),
+        _comparison("brightness", 0.1, False)]})
+
+
+def _render_index(root):
+    import jinja2
+
+    templates = REPO / "plugins" / "emerald_reports" / "templates"
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(templates)),
+        jinja2.DictLoader({"base.html": "{% block content %}{% endblock %}"})]), autoescape=True)
+    env.globals["url_for"] = lambda endpoint, **kw: "/"
+    nights = reports.list_summaries(root)
+    return env.get_template("emerald_reports/index.html").render(
+        base_template="base.html", nights=nights, trends=reports.trend_charts(nights),
+        reports_dir="r", fmt=reports.fmt_metric)
+
+
+def test_findings_are_shown_as_the_gate_wrote_them_blocking_or_acknowledged(tmp_path):
+    root = tmp_path / "reports"
+    write_night(root, "2026-01-02", _night_with_findings("2026-01-02", 0.9, blocking=True))
+    write_night(root, "2026-01-03", _night_with_findings(
+        "2026-01-03", 0.8, blocking=False, acknowledged="acknowledged by dorothy"))
+    html = _render_index(root)
+    night2 = html.split('id="night-2026-01-02"')[1]
+    night3 = html.split('id="night-2026-01-03"')[1].split('id="night-2026-01-02"')[0]
+    assert 'label-danger">skew (blocks)' in night2          # a blocking skew is red, not yellow
+    assert 'label-info">skew (acknowledged)' in night3
+    assert reports.load_summary(root, "2026-01-02")["findings"][0]["type"] == "Kolmogorov-Smirnov"
+
+
+def test_the_index_shows_a_trend_chart_per_property_with_every_night(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    root = tmp_path / "reports"
+    for day, effect in ((1, 0.05), (2, 0.9), (3, 0.1)):
+        write_night(root, f"2026-01-0{day}", _night_with_findings(f"2026-01-0{day}", effect, True))
+    html = _render_index(root)
+    section = html.split('class="emerald-trends" data-kind="skew"')[1].split("</div>")[0]
+    charts = [ET.fromstring(svg.split("</svg>")[0] + "</svg>")
+              for svg in ("<svg" + part for part in section.split("<svg")[1:])]
+    assert [c.get("data-feature") for c in charts] == ["aspect_ratio", "brightness"]
+    markers = [el for el in charts[0].iter() if el.tag.endswith("circle")]
+    assert len(markers) >= 3                                 # one per night
+    assert 'data-kind="drift"' not in html                   # no drift comparisons: no chart
+
+
 # --------------------------------------------------------------------------- #
 # The "Night report" link
 # --------------------------------------------------------------------------- #
@@ -191,7 +254,7 @@ def test_attach_adds_the_link_to_the_validation_and_evaluation_tasks_and_survive
     dag = build_nightly_dag(load_config())
     attached = links.attach_night_report_links(dag)
     assert set(attached) == set(links.REPORT_TASK_IDS) & set(dag.task_dict)
-    assert {"ExampleValidator", "SkewValidator", "DriftValidator", "Evaluator"} <= set(attached)
+    assert {"ExampleValidator", "ImageDistributionValidator", "Evaluator"} <= set(attached)
     assert links.attach_night_report_links(dag) == attached          # idempotent
     for task_id in attached:
         names = [link.name for link in dag.task_dict[task_id].operator_extra_links]

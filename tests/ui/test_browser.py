@@ -22,7 +22,6 @@ import pytest
 DAG_ID = "emerald_nightly"
 NIGHT = "2026-01-01"
 RUN_TIMEOUT = 20 * 60
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +63,19 @@ def find_run(airflow) -> dict | None:
         if (run.get("conf") or {}).get("night") == NIGHT:
             return run
     return None
+
+
+def assert_drawn(charts, features: set) -> None:
+    """Each chart is laid out by the browser at its size and draws marks (bars, lines)."""
+    seen = set()
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        box = chart.bounding_box()
+        assert box and box["width"] >= 300 and box["height"] >= 150, box
+        marks = chart.locator("rect, polyline, circle, line").count()
+        assert marks >= 3, chart.get_attribute("data-feature")
+        seen.add(chart.get_attribute("data-feature"))
+    assert features <= seen, (features, seen)
 
 
 def test_trigger_a_night_from_the_ui_and_read_its_report(local_airflow, browser_page, artifacts):
@@ -172,27 +184,41 @@ def test_trigger_a_night_from_the_ui_and_read_its_report(local_airflow, browser_
     shown = row.locator(f".emerald-accuracy[data-night='{NIGHT}']").inner_text().strip()
     assert re.fullmatch(r"[01]\.\d{3}", shown), shown
     assert float(shown) == pytest.approx(overall, abs=5e-4)
+    assert summary["accuracy"]["slices"], summary["accuracy"]   # source, orientation, hour
     for slice_key, value in summary["accuracy"]["slices"].items():
         cell = row.locator(f".emerald-slice[data-slice='{slice_key}']")
         assert cell.inner_text().strip() == f"{value:.3f}", slice_key
     assert row.locator(".emerald-blessed").inner_text().strip() == (
         "yes" if summary["blessed"] else "no")
 
-    # The night's page embeds its full report.
+    # The trend over the nights, one chart per compared property, drawn by the browser.
+    skew = [c for c in summary["validation"]["comparisons"] if c["kind"] == "skew"]
+    assert len(skew) == 9, skew
+    trends = page.locator(".emerald-trends[data-kind='skew'] svg.emerald-trend")
+    assert trends.count() == len(skew)
+    assert_drawn(trends, {c["feature"] for c in skew})
+    trends.first.scroll_into_view_if_needed()
+    steps.shot("reports-trends")
+
+    # The night's page embeds its full report, with a histogram per comparison.
     row.locator(f"a:has-text('{NIGHT}')").click()
     page.wait_for_load_state()
     assert page.url.endswith(f"/emerald-reports/night/{NIGHT}")
     frame = page.frame_locator("#emerald-report")
     frame.locator("body").wait_for()
     assert NIGHT in frame.locator("body").inner_text()
+    histograms = frame.locator("svg.emerald-histogram")
+    assert histograms.count() == len(summary["validation"]["comparisons"])
+    assert_drawn(histograms, {c["feature"] for c in skew})
+    assert frame.locator("svg.emerald-trend").count() == len(summary["validation"]["comparisons"])
     steps.shot("night-report")
+    histograms.first.scroll_into_view_if_needed()
+    steps.shot("night-report-histograms")
 
-    # The "Night report" button on Evaluator, once the DAG builder attaches it.
-    dag_source = (REPO / "pipeline_src" / "airflow_dag.py").read_text()
-    if "attach_night_report_links" in dag_source:
-        links = api(airflow, f"/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"
-                             "/taskInstances/Evaluator/links")
-        assert links.get("Night report", "").endswith(f"/emerald-reports/night/{NIGHT}"), links
+    # The "Night report" button on Evaluator.
+    links = api(airflow, f"/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"
+                         "/taskInstances/Evaluator/links")
+    assert links.get("Night report", "").endswith(f"/emerald-reports/night/{NIGHT}"), links
 
     (artifacts / "timing.json").write_text(json.dumps(
         {"run_id": run_id, "minutes_until_run_finished": round(run_minutes, 1),

@@ -1,0 +1,173 @@
+"""ImageDistributionValidator: Emerald's skew, drift and prediction-drift node.
+
+Replaces TFDV's DistributionValidator (whose approximate Jensen-Shannon
+divergence false-alarms on camera sizes, see BENCHMARKS.md). Reads the
+per-image properties ExampleGen computed, compares
+
+- skew:       tonight (the eval split) against the training split;
+- drift:      tonight against last night (the `previous` split), when there is one;
+- prediction: the serving model's outputs on tonight's images against its
+              outputs on its own evaluation data (recorded by the Trainer),
+              when a blessed model serves;
+
+and writes every comparison, fired or not, to its output artifact
+(`comparisons.json`, plus counts as MLMD custom properties). It decides
+nothing: the data gate reads the findings, applies acknowledgments and the
+block / warn policy.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact, artifact_utils, channel, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from pipeline_src import features
+from pipeline_src.validation import detector
+
+COMPARISONS_FILE = "comparisons.json"
+SKEW, DRIFT, PREDICTION = "skew", "drift", "prediction"
+KINDS = (SKEW, DRIFT, PREDICTION)
+_PARSE_BATCH = 1024
+
+
+class DistributionComparisons(artifact.Artifact):
+    """Every skew / drift / prediction comparison of one night, in comparisons.json."""
+
+    TYPE_NAME = "EmeraldDistributionComparisons"
+
+
+def settings_json(*, labels: Sequence[str], false_alarm_rate: float, permutations: int,
+                  min_effects: Mapping[str, Mapping[str, float]]) -> str:
+    """The executor's settings as one JSON execution property (compiled into the IR)."""
+    return json.dumps({"labels": list(labels), "false_alarm_rate": float(false_alarm_rate),
+                       "permutations": int(permutations),
+                       "min_effects": {k: dict(v) for k, v in min_effects.items()}})
+
+
+def read_properties(split_uri: str, names: Sequence[str]) -> dict[str, list]:
+    """The named scalar features of every example in one split, as columns."""
+    import tensorflow as tf
+
+    from pipeline_src.model import data
+
+    kinds = {**{n: tf.string for n in features.BYTES_FEATURES},
+             **{n: tf.int64 for n in features.INT_FEATURES},
+             **{n: tf.float32 for n in features.FLOAT_FEATURES}}
+    spec = {n: tf.io.FixedLenFeature([1], kinds[n]) for n in names}
+    columns: dict[str, list] = {n: [] for n in names}
+    files = data.list_files(os.path.join(split_uri, "*"))
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_PARSE_BATCH)
+    for batch in dataset.map(lambda records: tf.io.parse_example(records, spec)):
+        for name in names:
+            values = batch[name].numpy()[:, 0]
+            columns[name].extend(v.decode() if isinstance(v, bytes) else v.item() for v in values)
+    return columns
+
+
+def _split_uri(examples, split: str) -> str:
+    return artifact_utils.get_split_uri([examples], split)
+
+
+def _prediction_family(examples, serving_models: list, settings: dict, specs) -> detector.Family:
+    baseline = "the serving model's evaluation data"
+    if not serving_models:
+        return detector.Family(PREDICTION, baseline, {}, {}, specs,
+                               skipped="no blessed model serves yet")
+    import tensorflow as tf
+    from tfx.utils import path_utils
+
+    from pipeline_src.model import exporter, predictions
+
+    model = serving_models[0]
+    reference = predictions.read_reference(model.uri)
+    if reference is None:
+        return detector.Family(PREDICTION, baseline, {}, {}, specs,
+                               skipped=f"the serving model ({model.uri}) has no recorded "
+                                       "evaluation outputs")
+    loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
+    signature = loaded.signatures[exporter.EXAMPLES_SIGNATURE]
+    tonight = predictions.predict_records(
+        signature, predictions.records(os.path.join(_split_uri(examples, features.EVAL), "*")),
+        settings["labels"])
+    return detector.Family(PREDICTION, f"{baseline} (model {model.id})", tonight, reference,
+                           specs)
+
+
+def families(examples, serving_models: list, settings: dict) -> list[detector.Family]:
+    """Skew, drift and prediction families for tonight's Examples artifact."""
+    effects = settings["min_effects"]
+    data_specs = {kind: detector.specs(effects.get(kind, {}), features.COMPARED_CATEGORICAL)
+                  for kind in (SKEW, DRIFT)}
+    names = sorted({s.name for kind in (SKEW, DRIFT) for s in data_specs[kind]})
+    tonight = read_properties(_split_uri(examples, features.EVAL), names)
+    training = read_properties(_split_uri(examples, features.TRAIN), names)
+    previous_night = examples.get_string_custom_property("previous_night") or "none"
+    out = [detector.Family(SKEW, "training", tonight, training, data_specs[SKEW])]
+    if previous_night == "none":
+        out.append(detector.Family(DRIFT, "last night", {}, {}, data_specs[DRIFT],
+                                   skipped="no earlier Toto night"))
+    else:
+        previous = read_properties(_split_uri(examples, features.PREVIOUS), names)
+        out.append(detector.Family(DRIFT, f"toto {previous_night}", tonight, previous,
+                                   data_specs[DRIFT]))
+    prediction_specs = detector.specs(effects.get(PREDICTION, {}), (features.PREDICTED_CLASS,))
+    out.append(_prediction_family(examples, serving_models, settings, prediction_specs))
+    return out
+
+
+class Executor(base_executor.BaseExecutor):
+    """Runs the night's comparisons; records all of them."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
+        import tensorflow as tf
+
+        settings = json.loads(exec_properties["settings"])
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        night = examples.get_string_custom_property("night")
+        result = detector.run_night(
+            families(examples, list(input_dict.get("serving_model", [])), settings),
+            false_alarm_rate=settings["false_alarm_rate"],
+            permutations=settings["permutations"], seed=night)
+        result.update(night=night, previous_night=examples.get_string_custom_property(
+            "previous_night") or "none", examples_uri=examples.uri)
+        out = artifact_utils.get_single_instance(output_dict["comparisons"])
+        with tf.io.gfile.GFile(os.path.join(out.uri, COMPARISONS_FILE), "w") as handle:
+            json.dump(result, handle, indent=1, sort_keys=True)
+        out.set_string_custom_property("night", night)
+        out.set_int_custom_property("tests", result["tests"])
+        out.set_int_custom_property("fired", len(detector.fired(result)))
+        out.set_string_custom_property("fired_features", ",".join(
+            f"{c['kind']}:{c['feature']}" for c in detector.fired(result)))
+
+
+def load_comparisons(uri: str) -> dict[str, Any]:
+    """comparisons.json of a DistributionComparisons artifact."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(uri, COMPARISONS_FILE)) as handle:
+        return json.load(handle)
+
+
+class ImageDistributionValidatorSpec(ComponentSpec):
+    PARAMETERS = {"settings": ExecutionParameter(type=str)}
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "serving_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+    OUTPUTS = {"comparisons": ChannelParameter(type=DistributionComparisons)}
+
+
+class ImageDistributionValidator(base_component.BaseComponent):
+    """Skew, drift and prediction drift on per-image properties, with effect and p-value."""
+
+    SPEC_CLASS = ImageDistributionValidatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples, settings: str, serving_model=None):
+        super().__init__(spec=ImageDistributionValidatorSpec(
+            examples=examples, serving_model=serving_model, settings=settings,
+            comparisons=channel.Channel(type=DistributionComparisons)))

@@ -1,0 +1,114 @@
+"""The detector's part of a night report: every comparison, its picture, and the trend.
+
+Pure functions over the night summaries (`summary.json`), so the night report
+(pipeline_src/report.py) and the Emerald reports page (plugins/emerald_reports)
+draw the same pictures from the same records. Charts are inline SVG
+(`plots`): the report is served sandboxed, with no scripts and no network.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from pipeline_src.validation import plots
+
+TREND_NIGHTS = 14        # how many nights a trend chart shows, tonight included
+KIND_TITLES = {"skew": "Skew: tonight against training",
+               "drift": "Drift: tonight against last night",
+               "prediction": "Prediction drift: the serving model's outputs tonight "
+                             "against on its evaluation data"}
+
+
+def comparisons(summary: dict[str, Any], kind: Optional[str] = None) -> list[dict[str, Any]]:
+    validation = summary.get("validation") or {}
+    return [c for c in validation.get("comparisons", []) if kind is None or c["kind"] == kind]
+
+
+def load_history(reports_dir: Path, before_night: str, limit: int = TREND_NIGHTS - 1
+                 ) -> list[dict[str, Any]]:
+    """Up to `limit` earlier nights' summaries, oldest first (unreadable ones are left out)."""
+    if not Path(reports_dir).is_dir():
+        return []
+    nights = sorted(p.name for p in Path(reports_dir).iterdir()
+                    if p.is_dir() and p.name < before_night and (p / "summary.json").is_file())
+    out = []
+    for night in nights[-limit:] if limit else []:
+        try:
+            out.append(json.loads((Path(reports_dir) / night / "summary.json").read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def series(summaries: Iterable[dict[str, Any]], kind: str, feature: str) -> list[dict[str, Any]]:
+    """One point per night: the effect (None when not tested), fired, acknowledged."""
+    points = []
+    for summary in summaries:
+        match = next((c for c in comparisons(summary, kind) if c["feature"] == feature), None)
+        points.append({"night": summary.get("date"),
+                       "effect": None if match is None else match["effect"],
+                       "fired": bool(match and match["fired"]),
+                       "acknowledged": bool(match and match.get("acknowledged"))})
+    return points
+
+
+def trend_charts(summaries: Sequence[dict[str, Any]], kind: str) -> list[str]:
+    """SVG trend charts, one per property of `kind`, the newest night's threshold drawn."""
+    if not summaries:
+        return []
+    newest = comparisons(summaries[-1], kind)
+    return [plots.trend_svg(c["feature"], series(summaries, kind, c["feature"]),
+                            c["min_effect"], kind=kind) for c in newest]
+
+
+def _verdict(c: dict[str, Any]) -> str:
+    if c.get("acknowledged"):
+        return "finding, acknowledged"
+    if c["fired"]:
+        return "FINDING (blocks)" if c.get("blocking") else "FINDING (warns)"
+    if c["significant"]:
+        return "significant, effect below the minimum"
+    return "no change detected"
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    def cell(value) -> str:
+        return f"<td>{html.escape(str(value))}</td>"
+
+    body = "".join(
+        f"<tr class='{'finding' if c['fired'] else 'quiet'}'>" + "".join(cell(v) for v in (
+            c["kind"], c["feature"], c["baseline"], c["test"], c["effect_name"],
+            f"{c['effect']:.3f}", f"{c['min_effect']:.2f}", f"{c['p_value']:.2e}",
+            f"{c['alpha']:.1e}", c["n_tonight"], c["n_baseline"], _verdict(c))) + "</tr>"
+        for c in rows)
+    return ("<table class='comparisons'><tr><th>kind</th><th>property</th><th>baseline</th>"
+            "<th>test</th><th>effect</th><th>value</th><th>minimum</th><th>p-value</th>"
+            "<th>level</th><th>n tonight</th><th>n baseline</th><th>result</th></tr>"
+            f"{body}</table>")
+
+
+def section_html(summary: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
+    """Every comparison of the night, then per kind the histograms and the trends."""
+    validation = summary.get("validation")
+    if not validation:
+        return "<p>No distribution comparisons for this run (the validator did not complete).</p>"
+    parts = [f"<p>{validation['tests']} tests tonight, each held to p &lt; "
+             f"{validation['alpha']:.1e} (false-alarm rate {validation['false_alarm_rate']} "
+             f"per night, Bonferroni); a finding also needs an effect above the property's "
+             f"minimum.</p>", _table(comparisons(summary))]
+    for skipped in validation.get("skipped", []):
+        parts.append(f"<p class='skipped'>{html.escape(skipped['kind'])} not tested: "
+                     f"{html.escape(skipped['reason'])}.</p>")
+    nights = list(history) + [summary]
+    for kind, title in KIND_TITLES.items():
+        rows = comparisons(summary, kind)
+        if not rows:
+            continue
+        parts.append(f"<h3>{html.escape(title)}</h3><div class='charts histograms'>"
+                     + "".join(plots.histogram_svg(c) for c in rows) + "</div>")
+        parts.append(f"<h4>Trend over the last {len(nights)} night(s): effect per night, "
+                     "the minimum dashed</h4><div class='charts trends'>"
+                     + "".join(trend_charts(nights, kind)) + "</div>")
+    return "\n".join(parts)

@@ -1,0 +1,87 @@
+"""The ImageDistributionValidator executor on a real Examples artifact written by ExampleGen."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from pipeline_src import examplegen, synth
+from pipeline_src.config import load_config
+
+NIGHT_1, NIGHT_2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+
+
+def _examples(tmp_path, night):
+    from tfx.types import artifact_utils, standard_artifacts
+
+    plan = examplegen.plan_splits(tmp_path / "source", night, "newest_night", 25)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / f"examples-{night}")
+    result = examplegen.write_splits(plan, examples.uri, 40_000_000)
+    examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
+    examples.set_string_custom_property("night", night.isoformat())
+    examples.set_string_custom_property("previous_night", plan.previous_night or "none")
+    return examples, result["counts"]
+
+
+def _run(tmp_path, night):
+    from pipeline_src.validation import component
+
+    config = load_config(env={})
+    settings = component.settings_json(
+        labels=config.data.labels, false_alarm_rate=config.validation.false_alarm_rate,
+        permutations=999, min_effects=config.validation.min_effects())
+    examples, counts = _examples(tmp_path, night)
+    out = component.DistributionComparisons()
+    out.uri = str(tmp_path / f"out-{night}")
+    (tmp_path / f"out-{night}").mkdir()
+    component.Executor().Do({"examples": [examples]}, {"comparisons": [out]},
+                            {"settings": settings})
+    return component.load_comparisons(out.uri), out, counts
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("validator")
+    synth.synthesize(root / "source", nights=1, seed=3, start_date=NIGHT_1,
+                     corpus_per_label=12, toto_per_label=6)                     # portrait, dark
+    synth.synthesize(root / "source", nights=1, seed=3, start_date=NIGHT_2,
+                     corpus_per_label=12, toto_per_label=6, toto_style="landscape")
+    return root
+
+
+def test_the_first_night_compares_with_training_and_skips_drift_and_prediction(source):
+    result, artifact, counts = _run(source, NIGHT_1)
+    assert counts == {"train": 36, "eval": 18, "previous": 18}
+    skew = {c["feature"]: c for c in result["comparisons"] if c["kind"] == "skew"}
+    assert set(skew) == {"aspect_ratio", "pixel_area", "brightness", "rms_contrast", "mean_red",
+                         "mean_green", "mean_blue", "sharpness", "label"}
+    assert {c["kind"] for c in result["comparisons"]} == {"skew"}
+    assert {s["kind"]: s["reason"] for s in result["skipped"]} == {
+        "drift": "no earlier Toto night", "prediction": "no blessed model serves yet"}
+    assert result["tests"] == 9 and result["alpha"] == pytest.approx(0.01 / 9)
+    # Toto's portrait, darker photos against the landscape corpus.
+    for feature in ("aspect_ratio", "brightness", "sharpness"):
+        assert skew[feature]["fired"], skew[feature]
+        assert (skew[feature]["n_tonight"], skew[feature]["n_baseline"]) == (18, 36)
+    assert skew["aspect_ratio"]["effect"] == 1.0
+    assert not skew["label"]["fired"]               # the same animals
+    # MLMD custom properties of the output artifact.
+    assert artifact.get_int_custom_property("tests") == 9
+    fired = artifact.get_int_custom_property("fired")
+    assert fired == sum(c["fired"] for c in result["comparisons"]) >= 3
+    assert "skew:aspect_ratio" in artifact.get_string_custom_property("fired_features")
+
+
+def test_a_landscape_night_after_a_portrait_night_drifts_but_does_not_skew(source):
+    result, _, counts = _run(source, NIGHT_2)
+    assert counts["train"] == 54                     # the portrait night is training now
+    by_kind = {}
+    for c in result["comparisons"]:
+        by_kind.setdefault(c["kind"], {})[c["feature"]] = c
+    assert by_kind["drift"]["aspect_ratio"]["fired"]             # vs the portrait night
+    assert by_kind["drift"]["aspect_ratio"]["baseline"] == f"toto {NIGHT_1}"
+    assert not by_kind["skew"]["aspect_ratio"]["fired"]
+    assert result["tests"] == 18
+    json.dumps(result)                                            # all of it is JSON
