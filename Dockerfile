@@ -74,11 +74,11 @@ COPY --chown=airflow:0 scripts/requirements-airflow.txt /opt/emerald/scripts/req
 
 # 3. Emerald into the venv (editable: compose mounts the checkout's pipeline_src/
 #    over /opt/emerald/pipeline_src and the venv follows).
-# The data gate and report tasks (and `emerald gate` in a pod) use the alert hook
-# from plugins/: the venv sees plugins/ through a .pth, as Airflow's own Python does.
+# The venv sees plugins/ through a .pth, as Airflow's own Python does (the
+# external-python tasks' callables are shipped from there).
 RUN PIP_USER=false /opt/emerald/venv/bin/pip install --no-cache-dir --no-deps -e /opt/emerald \
  && /opt/emerald/venv/bin/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'emerald-plugins.pth').write_text('/opt/emerald/plugins\n')" \
- && /opt/emerald/venv/bin/python -c "import emerald_alerts.hooks, pipeline_src.gate"
+ && /opt/emerald/venv/bin/python -c "import pipeline_src.alerts, pipeline_src.tasks"
 
 # 4. The Airflow side: the image's environment, apache-airflow pinned to the
 #    image's version as Airflow's docs advise (a no-op for what is already there),

@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "plugins"))
+sys.path.insert(0, str(REPO / "tests"))   # tests/emerald_testing.py
 NIGHT = dt.date(2026, 1, 2)
 
 
@@ -100,7 +100,7 @@ def child_memory(n: int, src: str) -> None:
     report = ingest.ingest_night(src, NIGHT, tmp / "spans", tmp / "q", include_corpus=False)
     assert report.ingested == n
     shutil.rmtree(tmp)
-    from pipeline_src.ingest_worker import peak_rss_kb   # VmHWM, as the workers report it
+    from pipeline_src.ingest.worker import peak_rss_kb   # VmHWM, as the workers report it
     print(json.dumps({"peak_mb": round(peak_rss_kb() / 1024, 1),
                       "worker_peak_mb": max(report.worker_peak_mb, default=0)}))
 
@@ -137,7 +137,7 @@ take chunks of 16 objects in turn; for each object: read the file, crc32c it, fu
 it with `images.inspect` (Pillow `load()`, never `draft()`: the same acceptance and
 BadImage reasons as `images.decode`), write it into the temporary span; then the manifest,
 one syncfs, the atomic swap. The worker is a fresh interpreter (`python -m
-pipeline_src.ingest_worker`, never a fork of a task process that may hold threads or
+pipeline_src.ingest.worker`, never a fork of a task process that may hold threads or
 TensorFlow); its start-up (~0.2 s of CPU) is included, which is why small nights run in
 the task's process alone (fewer than 64 objects to fetch). The PIL rows only decode bytes
 already in memory: reading, checksumming, writing, syncing the span and the worker's
@@ -167,7 +167,7 @@ def main() -> None:
     command = " ".join([".venv/bin/python", "bench/bench_ingest.py"]
                        + [shlex.quote(a) for a in sys.argv[1:]])
 
-    from emerald_gcs import testing
+    import emerald_testing as testing
     from pipeline_src import ingest
     from PIL import __version__ as pil_version
 

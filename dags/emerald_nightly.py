@@ -3,7 +3,7 @@
 Parsing reads include/emerald.yaml and include/compiled/pipeline.json only: no
 TensorFlow, no TFX (see BENCHMARKS.md for the parse time).
 """
-from pipeline_src.airflow_dag import build_nightly_dag
+from emerald_dag.builder import build_nightly_dag
 from pipeline_src.config import load_config
 
 dag = build_nightly_dag(load_config())

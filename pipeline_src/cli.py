@@ -17,7 +17,7 @@ SUBCOMMAND_MODULES = (
     "pipeline_src.compile",
     "pipeline_src.node",
     "pipeline_src.night",
-    "pipeline_src.gate",
+    "pipeline_src.tasks",
     "pipeline_src.validation.acknowledgments",
 )
 

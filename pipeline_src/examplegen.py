@@ -30,11 +30,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline_src import features, images
+from pipeline_src import features, images, names
 
-NIGHT_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
 EPOCH = dt.date(1970, 1, 1)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +50,7 @@ def span_of(night: dt.date) -> int:
 
 def toto_nights(input_base: Path, until: dt.date) -> list[dt.date]:
     """Toto's night folders up to and including `until`, oldest first."""
-    toto = input_base / "toto"
+    toto = input_base / names.TOTO_DIR
     if not toto.is_dir():
         return []
     nights = [dt.date.fromisoformat(p.name) for p in toto.iterdir()
@@ -74,7 +73,7 @@ def corpus_images(input_base: Path) -> list[SourceImage]:
 
 def night_images(input_base: Path, night: dt.date) -> list[SourceImage]:
     iso = night.isoformat()
-    return list(_images_under(input_base / "toto" / iso, "toto", iso))
+    return list(_images_under(input_base / names.TOTO_DIR / iso, "toto", iso))
 
 
 def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:

@@ -1,18 +1,17 @@
-"""The data gate: sort this run's anomalies into schema / skew / drift and decide the push.
+"""The data gate's policy: sort a night's findings and decide the push.
 
-TFX has no native way to stop a run on anomalies (ExampleValidator and
-DistributionValidator only record them), nor alerts: this is that gate. It
-reads the anomalies the run's validators wrote, found through MLMD.
+TFX has no native way to stop a run on anomalies (its validators only record
+them), nor alerts: this is that gate. It works on the night summary
+(pipeline_src/report.py gathers it from MLMD); the task around it is in
+pipeline_src/tasks.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from pipeline_src.config import Config, GateConfig, is_true
+from pipeline_src.config import Config, GateConfig
 
-log = logging.getLogger(__name__)
 STATISTIC_NAMES = {   # TFDV's anomaly types that carry a measured value
     "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH": "Jensen-Shannon divergence",
     "COMPARATOR_L_INFTY_HIGH": "L-infinity distance",
@@ -172,85 +171,3 @@ def gate_night(config: Config, summary: dict[str, Any], force_push: bool) -> Dec
 
 class PushBlocked(RuntimeError):
     """The gate stopped tonight's push; the message lists the blocking findings."""
-
-
-def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
-             send_alert: Callable[[str, str], dict]) -> dict[str, Any]:
-    """The gate task's body, wherever it runs: report, alert once, then block or pass.
-
-    `send_alert(subject, body)` delivers the night's one alert (the Airflow hook
-    in a task); raises PushBlocked when blocking findings stand and no override.
-    """
-    from pipeline_src import report
-
-    summary = report.write_night_report(config, tfx_run_id, night, state="running",
-                                        force_push=force_push)
-    decision = gate_night(config, summary, force_push)
-    for finding in summary["findings"]:
-        log.warning("%s finding: %s", finding["kind"], finding["message"])
-    alerts: dict = {}
-    if decision.needs_alert:
-        previous = summary.get("previous_night")
-        subject, body = alert_text(decision, night, None if previous == "none" else previous,
-                                   summary["report_url"])
-        alerts = send_alert(subject, body)
-        log.info("alert %r: %s", subject, alerts)
-    if decision.forced:
-        log.warning("force_push: pushing despite %d blocking finding(s)", len(decision.blocking))
-    if decision.blocked:
-        raise PushBlocked(f"push blocked for night {night}: " + "; ".join(
-            f.message(night, summary.get("previous_night")) for f in decision.blocking))
-    return {"blocked": decision.blocked, "forced": decision.forced,
-            "findings": summary["findings"], "alerts": alerts}
-
-
-def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = None):
-    """Delivery through Airflow's notifiers, at most once per run and channel."""
-    from emerald_alerts.hooks import EmeraldAlertHook
-
-    hook = EmeraldAlertHook(
-        marker_dir=config.paths.reports / night, smtp_conn_id=config.alerts.smtp_conn_id,
-        slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails)
-    return lambda subject, body: hook.send(tfx_run_id, subject, body, context or {})
-
-
-def _run(args) -> int:
-    """`emerald gate` / `emerald report`: the same tasks for a virtualenv or a pod."""
-    import json
-    import logging
-
-    from pipeline_src import report
-    from pipeline_src.config import load_config
-
-    logging.basicConfig(level=logging.INFO)
-    config = load_config()
-    if args.command == "report":
-        summary = report.write_night_report(config, args.run_id, args.night,
-                                            state=args.state, force_push=args.force_push)
-        print(json.dumps({"report_url": summary["report_url"]}))
-        return 0
-    try:
-        result = run_gate(config, args.run_id, args.night, args.force_push,
-                          alert_sender(config, args.run_id, args.night))
-    except PushBlocked as blocked:
-        print(str(blocked))
-        return BLOCKED_EXIT_CODE
-    print(json.dumps(result, default=str))
-    return 0
-
-
-BLOCKED_EXIT_CODE = 3
-
-
-def register(subparsers) -> None:
-    for name, text in (("gate", "the data gate: alert, and exit 3 when the push is blocked"),
-                       ("report", "write the night's report (summary.json, report.html)")):
-        parser = subparsers.add_parser(name, help=text)
-        parser.add_argument("--run-id", required=True, help="the TFX pipeline run id")
-        parser.add_argument("--night", required=True, help="YYYY-MM-DD")
-        parser.add_argument("--force-push", nargs="?", const="true", default="false",
-                            type=is_true,
-                            help="push despite blocking findings (alerted); =true/false")
-        if name == "report":
-            parser.add_argument("--state", default=None)
-        parser.set_defaults(func=_run)

@@ -64,7 +64,7 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
     prepare_airflow(config)
     from airflow.models import DagBag
 
-    from pipeline_src import report
+    from pipeline_src import tasks
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
     if bag.import_errors:
@@ -78,8 +78,8 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
     written = config.paths.reports / night.isoformat() / "summary.json"
     summary = json.loads(written.read_text()) if written.exists() else {}
     if summary.get("tfx_run_id") != tfx_run_id:   # the report task did not run: write it now
-        summary = report.write_night_report(config, tfx_run_id, night.isoformat(),
-                                            force_push=force_push)
+        summary = tasks.write_night_report(config, tfx_run_id, night.isoformat(),
+                                           force_push=force_push)
     summary["state"] = str(dag_run.state)
     summary["failed_tasks"] = sorted(
         ti.task_id for ti in dag_run.get_task_instances() if ti.state in ("failed", "upstream_failed"))

@@ -30,7 +30,7 @@ def runtime_parameters(config: Config, run_id: str, night: str,
     return {
         constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id,
         constants.PIPELINE_ROOT_PARAMETER_NAME: config.paths.pipeline_root,
-        pipeline.NIGHT: night,
+        pipeline.NIGHT_PARAMETER: night,
         pipeline.INPUT_BASE: str(config.paths.spans),
         pipeline.SCHEMA_FILE: str(compiled_dir / SCHEMA_FILE),
         pipeline.PUSH_DESTINATION: json.dumps(push_destination),

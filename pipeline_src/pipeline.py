@@ -14,18 +14,18 @@ from tfx import v1 as tfx
 from tfx.orchestration import data_types
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline_src import features, node_ids
+from pipeline_src import features, names
 from pipeline_src.examplegen import ImageExampleGen
 from pipeline_src.model import exporter
 from pipeline_src.validation.component import ImageDistributionValidator, settings_json
 
 # Runtime parameters, substituted at launch (pipeline-root and pipeline-run-id
 # are TFX's own).
-NIGHT = "night"
+NIGHT_PARAMETER = "night"
 INPUT_BASE = "input-base"
 SCHEMA_FILE = "schema-file"
 PUSH_DESTINATION = "push-destination"
-RUNTIME_PARAMETERS = (NIGHT, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
+RUNTIME_PARAMETERS = (NIGHT_PARAMETER, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
 
 PREPROCESSING_FN = "pipeline_src.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline_src.model.trainer.run_fn"
@@ -123,7 +123,8 @@ def create_pipeline(
                         tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
                             base_directory=serving_dir)))
     example_gen = ImageExampleGen(
-        input_base=input_base or _parameter(INPUT_BASE), night=night or _parameter(NIGHT),
+        input_base=input_base or _parameter(INPUT_BASE),
+        night=night or _parameter(NIGHT_PARAMETER),
         eval_split=eval_split, hash_eval_percent=hash_eval_percent, max_pixels=max_pixels)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
@@ -137,14 +138,14 @@ def create_pipeline(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(node_ids.RESOLVER)
+    ).with_id(names.RESOLVER)
     # Skew, drift and prediction drift (the serving model = the latest blessed one).
     distribution_validator = ImageDistributionValidator(
         examples=example_gen.outputs["examples"],
         serving_model=model_resolver.outputs["model"],
         settings=settings_json(labels=labels, false_alarm_rate=false_alarm_rate,
                                permutations=permutations, min_effects=min_effects),
-    ).with_id(node_ids.DISTRIBUTION_VALIDATOR)
+    ).with_id(names.DISTRIBUTION_VALIDATOR)
 
     model_config = {"labels": list(labels), "image_size": image_size}
     transform = tfx.components.Transform(

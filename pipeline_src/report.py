@@ -11,7 +11,7 @@ import re
 from typing import Any, Optional
 
 from pipeline_src.config import Config
-from pipeline_src.node_ids import EXAMPLE_VALIDATOR, STATISTICS_GEN
+from pipeline_src.names import EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, STATISTICS_GEN
 
 COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
@@ -194,10 +194,6 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# The Airflow UI page of a night's report (served by plugins/emerald_reports).
-REPORT_ROUTE = "/emerald-reports/night/{night}"
-
-
 def report_url(night: str, base_url: Optional[str] = None) -> str:
     if base_url is None:
         try:
@@ -205,7 +201,7 @@ def report_url(night: str, base_url: Optional[str] = None) -> str:
             base_url = conf.get("webserver", "base_url", fallback="http://localhost:8080")
         except Exception:  # noqa: BLE001 - outside Airflow: the local default
             base_url = "http://localhost:8080"
-    return base_url.rstrip("/") + REPORT_ROUTE.format(night=night)
+    return base_url.rstrip("/") + NIGHT_REPORT_ROUTE.format(night=night)
 
 
 def _feature_rows(stats) -> dict[str, str]:
@@ -294,14 +290,12 @@ td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea
 """
 
 
-def write_night_report(config: Config, tfx_run_id: str, night: str,
-                       state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
-    """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
-    from pipeline_src import gate
+def write(config: Config, summary: dict[str, Any], decision) -> dict[str, Any]:
+    """Adds the gate's decision to the summary, writes summary.json and report.html."""
     from pipeline_src.validation import render
 
-    summary = night_summary(config, tfx_run_id, night, state)
-    decision = gate.gate_night(config, summary, force_push)
+    night = summary["date"]
+    tfx_run_id = summary["tfx_run_id"]
     previous = summary.get("previous_night")
     previous = None if previous in (None, "none") else previous
     blocking = {(f.kind, f.feature) for f in decision.blocking}

@@ -1,10 +1,21 @@
-"""Shared test settings: every test gets its own EMERALD_HOME and AIRFLOW_HOME."""
+"""Shared test settings and fixtures.
+
+Airflow is configured once for the whole session, before anything imports it: one
+AIRFLOW_HOME shared by every test, $EMERALD_TEST_HOME/airflow (default
+/tmp/emerald-test-home/airflow, kept from one session to the next) unless the
+environment already sets AIRFLOW_HOME, with this checkout's dags/ and plugins/.
+EMERALD_HOME is not set here: a test that needs its own asks for `emerald_home`
+(a folder under its tmp_path). Also real SMTP and webhook servers for the alert
+tests. Helpers shared with bench/ live in emerald_testing.py, next to this file.
+"""
 from __future__ import annotations
 
 import os
 import pathlib
 
 import pytest
+
+from emerald_testing import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,7 +60,7 @@ class SmtpInbox:
                                        "subject": str(parsed["Subject"]), "data": text})
                 return "250 OK"
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
         self.controller.start()
         self.port = self.controller.port
 
@@ -99,14 +110,6 @@ class WebhookInbox:
 
     def stop(self):
         self.server.shutdown()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,64 +11,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+import emerald_testing as testing
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "deploy_composer.py"
-EMULATOR = Path(sys.executable).with_name("gcp-storage-emulator")
 PROJECT = "emerald-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    if not EMULATOR.exists():
-        pytest.skip(f"{EMULATOR} is not installed")
-    port = _free_port()
-    cwd = tmp_path_factory.mktemp("emulator")
-    log = open(cwd / "emulator.log", "wb")
-    proc = subprocess.Popen([str(EMULATOR), "start", "--host=127.0.0.1", f"--port={port}",
-                             "--in-memory", "--quiet"], cwd=cwd, stdout=log, stderr=log)
-    host = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(host + "/", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("gcp-storage-emulator did not start: "
-                            + (cwd / "emulator.log").read_text(errors="replace"))
-            time.sleep(0.2)
-    yield host
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with testing.gcs_emulator(tmp_path_factory.mktemp("emulator") / "emulator.log") as url:
+        yield url
 
 
 @pytest.fixture
 def client(emulator, monkeypatch):
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
-    return storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+    return testing.anonymous_client(PROJECT)
 
 
 _bucket_count = 0
@@ -118,7 +83,9 @@ def test_deploy_uploads_the_composer_layout(emulator, bucket, checkout):
     for name in ("dags/emerald_nightly.py",
                  "plugins/pipeline_src/__init__.py",
                  "plugins/pipeline_src/config.py",
-                 "plugins/pipeline_src/airflow_dag.py",
+                 "plugins/pipeline_src/tasks.py",
+                 "plugins/pipeline_src/validation/component.py",
+                 "plugins/emerald_dag/builder.py",
                  "plugins/include/emerald.yaml",
                  "plugins/include/profiles/gcp.yaml",
                  "plugins/include/compiled/pipeline.json",

@@ -211,8 +211,11 @@ def test_unseen_label_is_a_schema_anomaly_and_force_push_pushes_and_says_so(nigh
 
 
 def test_a_dim_night_blocks_on_brightness_and_last_nights_unknown_label_does_not(nights):
-    _, results, smtp, _ = nights
+    config, results, smtp, _ = nights
     fifth = results[5]
+    # summary.json as the teardown report left it: only it knows the run failed.
+    written = json.loads((config.paths.reports / NIGHT_5.isoformat() / "summary.json").read_text())
+    assert written["state"] == "failed" and written["push_blocked"] is True
     assert _finding(fifth, "skew", "brightness")["blocking"]
     assert "aspect_ratio" not in _kinds_found(fifth, "skew")   # same camera, same sizes
     assert _kinds_found(fifth, "schema") == set()             # "wolf" is in training now

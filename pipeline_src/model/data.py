@@ -104,9 +104,3 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
             num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def count_examples(file_patterns: Union[str, Iterable[str]]) -> int:
-    """Number of records (reads every file: only for small splits and tests)."""
-    return int(tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
-               .reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

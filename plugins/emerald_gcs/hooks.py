@@ -65,12 +65,6 @@ class EmeraldGCSHook(GCSHook):
         return ingest.ingest_night(source_uri, night, spans_dir, quarantine_dir,
                                    storage=storage, **kwargs)
 
-    def night_objects(self, bucket: str, prefix: str) -> list[str]:
-        return self.list(bucket, prefix=prefix)
-
-    def marker_exists(self, bucket: str, object_name: str) -> bool:
-        return self.exists(bucket, object_name)
-
 
 def split_gs(uri: str) -> tuple[str, str]:
     """gs://bucket/some/prefix/ -> ("bucket", "some/prefix/")."""
@@ -78,12 +72,3 @@ def split_gs(uri: str) -> tuple[str, str]:
         raise ValueError(f"not a gs:// URI: {uri!r}")
     bucket, _, prefix = uri[len("gs://"):].partition("/")
     return bucket, prefix
-
-
-def night_uri(source: str, night: str) -> str:
-    return source.rstrip("/") + f"/toto/{night}/"
-
-
-def hook_for(gcp_conn_id: str = "google_cloud_default",
-             impersonation_chain: Optional[str] = None) -> EmeraldGCSHook:
-    return EmeraldGCSHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)

@@ -20,7 +20,7 @@ class IngestNightOperator(BaseOperator):
 
     :param source: local path or ``gs://bucket/prefix`` (templated; default
         ``paths.source`` of the Emerald config).
-    :param night: ``YYYY-MM-DD`` (templated; default ``{{ params.get('night') or ds }}``).
+    :param night: ``YYYY-MM-DD`` (templated; default ``pipeline_src.names.NIGHT``: the param, else ``ds``).
     :param spans_dir: default ``paths.spans``. :param quarantine_dir: default ``paths.quarantine``.
     :param corpus_only: templated; true on the bootstrap night before Toto's first upload.
     :param include_corpus: also mirror ``{source}/corpus/`` (idempotent, a listing when unchanged).
@@ -29,7 +29,7 @@ class IngestNightOperator(BaseOperator):
     :param known_labels: default ``data.labels``.
     :param processes: processes that fetch and decode, the task's own included
         (default ``ingest.processes``; 0: one per CPU for nights worth it).
-    :param workers: fetch threads per process (default: 1 for a local source,
+    :param threads: fetch threads per process (default: 1 for a local source,
         4 for GCS; 2 x CPUs when the task's process works alone).
     :param gcp_conn_id: Airflow connection for GCS (``google_cloud_default``).
     """
@@ -44,7 +44,7 @@ class IngestNightOperator(BaseOperator):
                  max_pixels: Optional[int] = None,
                  unknown_labels: Optional[str] = None,
                  known_labels: Optional[Sequence[str]] = None,
-                 processes: Optional[int] = None, workers: Optional[int] = None,
+                 processes: Optional[int] = None, threads: Optional[int] = None,
                  gcp_conn_id: str = "google_cloud_default",
                  impersonation_chain: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,7 +59,7 @@ class IngestNightOperator(BaseOperator):
         self.unknown_labels = unknown_labels
         self.known_labels = tuple(known_labels) if known_labels is not None else None
         self.processes = processes
-        self.workers = workers
+        self.threads = threads
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
 
@@ -76,7 +76,7 @@ class IngestNightOperator(BaseOperator):
             unknown_labels=self.unknown_labels or cfg.ingest.unknown_labels,
             known_labels=self.known_labels if self.known_labels is not None else cfg.data.labels,
             processes=self.processes if self.processes is not None else cfg.ingest.processes,
-            workers=self.workers)
+            threads=self.threads)
         spans = self.spans_dir or str(cfg.paths.spans)
         quarantine = self.quarantine_dir or str(cfg.paths.quarantine)
         self.log.info("ingesting %s into %s", self.night_prefix, spans)

@@ -20,9 +20,9 @@ from airflow.sensors.base import BaseSensorOperator
 
 from emerald_gcs._common import (
     DEFAULT_CORPUS_ONLY, DEFAULT_NIGHT, default_source, is_true, night_uri_template)
+from pipeline_src.names import UPLOADS_COMPLETE_MARKER as MARKER_NAME
 
 COMPLETION_RULES = ("quiet", "marker")
-MARKER_NAME = "_SUCCESS"
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +54,7 @@ class NightUploadCompleteSensor(BaseSensorOperator):
     """Succeeds once ``{source}/toto/{night}/`` is complete.
 
     :param source: local path or ``gs://bucket/prefix`` (templated; default ``paths.source``).
-    :param night: ``YYYY-MM-DD`` (templated; default ``{{ params.get('night') or ds }}``).
+    :param night: ``YYYY-MM-DD`` (templated; default ``pipeline_src.names.NIGHT``: the param, else ``ds``).
     :param completion: ``quiet`` | ``marker`` (default ``ingest.completion``).
     :param quiet_seconds: inactivity period for ``quiet`` (default ``ingest.quiet_seconds``).
     :param min_objects: objects needed before a quiet period counts (default 1).

@@ -13,13 +13,14 @@ from urllib.parse import quote
 
 from airflow.models.baseoperatorlink import BaseOperatorLink
 
-from pipeline_src.node_ids import DATA_GATE, EVALUATOR, VALIDATORS
+from pipeline_src.names import (DATA_GATE, EVALUATOR, NIGHT_NAME_PATTERN, REPORTS_ROUTE,
+                                VALIDATORS)
 
 LINK_NAME = "Night report"
-ROUTE_BASE = "/emerald-reports"
+ROUTE_BASE = REPORTS_ROUTE
 # The tasks whose outcome the night report explains.
 REPORT_TASK_IDS = VALIDATORS + (EVALUATOR, DATA_GATE)
-_NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NIGHT_RE = re.compile(NIGHT_NAME_PATTERN)
 
 
 def _night_or_none(value: Any) -> Optional[str]:

@@ -15,7 +15,9 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from pipeline_src.names import NIGHT_NAME_PATTERN  # noqa: E402 - plain strings
+
+NIGHT_RE = re.compile(NIGHT_NAME_PATTERN)
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 LEGACY_FINDING_KEYS = ("anomalies", "skew", "drift")   # summaries written before `findings`

@@ -9,10 +9,7 @@ from typing import Any, Sequence
 
 from airflow.models import BaseOperator
 
-# The TFX pipeline run id: one per DAG run, stable across task retries and
-# clears, distinct when the same night is run again as a new DAG run.
-TFX_RUN_ID = "{{ run_id }}.{{ dag_run.id }}"
-NIGHT = "{{ params.night or ds }}"
+from pipeline_src.names import NIGHT, TFX_RUN_ID
 
 
 class TfxNodeOperator(BaseOperator):
@@ -34,12 +31,3 @@ class TfxNodeOperator(BaseOperator):
 
         launch_node(load_config(), self.tfx_node_id, run_id=self.tfx_run_id, night=self.night)
         return {"node_id": self.tfx_node_id, "tfx_run_id": self.tfx_run_id, "night": self.night}
-
-
-def launch_in_external_python(node_id: str, tfx_run_id: str, night: str) -> dict:
-    """ExternalPythonOperator callable: runs in the TFX virtualenv, so it is self-contained."""
-    from pipeline_src.config import load_config
-    from pipeline_src.node import launch_node
-
-    launch_node(load_config(), node_id, run_id=tfx_run_id, night=night)
-    return {"node_id": node_id, "tfx_run_id": tfx_run_id, "night": night}

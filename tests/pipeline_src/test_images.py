@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 
 REPO = Path(__file__).resolve().parents[2]
 
-from emerald_gcs import testing  # noqa: E402  (image builders only: no Airflow import)
+import emerald_testing as testing  # noqa: E402  (tests/emerald_testing.py: no Airflow import)
 from pipeline_src import images  # noqa: E402
 
 MAX = testing.BAD_MAX_PIXELS

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-from emerald_gcs import testing  # noqa: E402  (image builders only: no Airflow import)
+import emerald_testing as testing  # noqa: E402  (tests/emerald_testing.py: no Airflow import)
 from pipeline_src import ingest  # noqa: E402
 
 NIGHT = dt.date(2026, 1, 2)
@@ -107,7 +107,7 @@ def test_crash_midway_keeps_the_previous_span(src, tmp_path, monkeypatch):
     from pipeline_src import images
     monkeypatch.setattr(images, "inspect", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
     with pytest.raises(MemoryError):
-        run(src, tmp_path, include_corpus=False, processes=1, workers=4)
+        run(src, tmp_path, include_corpus=False, processes=1, threads=4)
     assert sorted(p.relative_to(span) for p in span.rglob("*")) == before
     assert [p.name for p in span.parent.iterdir() if not p.name.endswith(".lock")] == [NIGHT.isoformat()]
 
@@ -123,7 +123,7 @@ def test_a_worker_process_that_dies_fails_the_night_and_keeps_the_previous_span(
     monkeypatch.setattr(ingest.WorkerPool, "command", staticmethod(lambda: [
         sys.executable, "-c",
         "import sys; sys.stdin.buffer.read(1); print('out of memory', file=sys.stderr); sys.exit(9)"]))
-    monkeypatch.setattr(ingest, "PROCESS_CHUNK", 1)
+    monkeypatch.setattr(ingest.parallel, "PROCESS_CHUNK", 1)
     with pytest.raises(ingest.IngestError, match=r"(?s)worker \d+ died \(exit code 9\) on "
                                                  r"toto/2026-01-02/.*out of memory"):
         run(src, tmp_path, include_corpus=False, processes=2)
@@ -132,16 +132,15 @@ def test_a_worker_process_that_dies_fails_the_night_and_keeps_the_previous_span(
 
 
 def test_worker_processes_and_this_process_alone_write_the_same_span(src, tmp_path):
-    from emerald_gcs import testing as t
     night = src / "toto" / NIGHT.isoformat()
-    t.write_tree(night, {name: make() for name, (make, _) in t.BAD.items()})
-    t.write_tree(night, {f"tiger/more{i}.png": t.png((20 + i, 30)) for i in range(40)})
+    testing.write_tree(night, {name: make() for name, (make, _) in testing.BAD.items()})
+    testing.write_tree(night, {f"tiger/more{i}.png": testing.png((20 + i, 30)) for i in range(40)})
     reports, manifests = [], []
     for i, procs in enumerate([2, 1]):
         out = tmp_path / f"run{i}"
         reports.append(ingest.ingest_night(
             str(src), NIGHT, out / "spans", out / "q", include_corpus=False,
-            known_labels=LABELS, max_pixels=t.BAD_MAX_PIXELS, processes=procs, workers=2))
+            known_labels=LABELS, max_pixels=testing.BAD_MAX_PIXELS, processes=procs, threads=2))
         m = json.loads((out / "spans" / "toto" / NIGHT.isoformat() / "_manifest.json").read_text())
         manifests.append({k: v for k, v in m.items() if k != "written_at"})
     assert [r.worker_processes for r in reports] == [1, 0]
@@ -160,10 +159,10 @@ def test_worker_processes_and_this_process_alone_write_the_same_span(src, tmp_pa
 def test_worker_processes_start_only_for_large_trees(src, tmp_path, monkeypatch):
     testing.write_tree(src / "toto" / NIGHT.isoformat(),
                        {f"bear/n{i}.jpg": testing.jpeg(color=(i, 9, 9)) for i in range(8)})
-    monkeypatch.setattr(ingest, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(ingest.parallel, "usable_cpus", lambda: 2)
     small = run(src, tmp_path / "a", include_corpus=False)
     assert small.worker_processes == 0
-    monkeypatch.setattr(ingest, "PROCESS_MIN_OBJECTS", 8)
+    monkeypatch.setattr(ingest.parallel, "PROCESS_MIN_OBJECTS", 8)
     large = run(src, tmp_path / "b", include_corpus=False)
     assert large.worker_processes == 1 and large.ingested == small.ingested
 

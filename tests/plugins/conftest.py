@@ -19,7 +19,7 @@ os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
-from emerald_gcs import testing  # noqa: E402
+import emerald_testing as testing  # noqa: E402
 
 PROJECT = "emerald-test"
 CONN = json.dumps({"conn_type": "google_cloud_platform", "extra": {"project": PROJECT}})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emerald_gcs import testing
+import emerald_testing as testing
 
 NIGHT = "2026-01-02"
 LABELS = ("lion", "tiger", "bear")
@@ -226,7 +226,7 @@ def test_transient_faults_are_retried_and_the_night_completes(gcs, processes, ca
     from pipeline_src import ingest
     files = good_files()
     gcs.upload(NIGHT, files)
-    monkeypatch.setattr(ingest, "PROCESS_CHUNK", 1)     # the worker gets its share
+    monkeypatch.setattr(ingest.parallel, "PROCESS_CHUNK", 1)     # the worker gets its share
 
     def fault(n, method, path):
         if n == 4:
@@ -245,7 +245,7 @@ def test_transient_faults_are_retried_and_the_night_completes(gcs, processes, ca
             retry=ingest.RetryPolicy(attempts=8, initial_seconds=0.01, max_seconds=0.1))
         with caplog.at_level("INFO", logger="pipeline_src.ingest"):
             report = ingest.ingest_night(gcs.source, NIGHT, gcs.spans, gcs.quarantine,
-                                         storage=storage, known_labels=LABELS, workers=3,
+                                         storage=storage, known_labels=LABELS, threads=3,
                                          processes=processes)
     assert proxy.failed >= 4 and proxy.requests > len(files)
     assert report.ingested == len(files) and report.quarantined == []

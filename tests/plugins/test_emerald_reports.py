@@ -248,7 +248,7 @@ def test_attach_adds_the_link_to_the_validation_and_evaluation_tasks_and_survive
         emerald_home):
     from airflow.serialization.serialized_objects import SerializedDAG
 
-    from pipeline_src.airflow_dag import build_nightly_dag
+    from emerald_dag.builder import build_nightly_dag
     from pipeline_src.config import load_config
 
     dag = build_nightly_dag(load_config())

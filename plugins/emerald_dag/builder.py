@@ -1,20 +1,29 @@
 """Builds the nightly Airflow DAG from the compiled IR and the configuration.
 
-Imported by dags/emerald_nightly.py at every parse, so it imports Airflow and
-PyYAML only; the TFX work happens inside the tasks.
+Imported by dags/emerald_nightly.py at every parse, so it imports Airflow,
+PyYAML and the IR's JSON only; the TFX work happens inside the tasks. It lives
+with the operators (the Airflow layer), not in pipeline_src, which never
+imports plugins.
+
+Where a task runs is one switch (`_task`): in the worker's process (the
+operators), in the TFX virtualenv (`ExternalPythonOperator` running the same
+`emerald ...` command line), or in a pod (`KubernetesPodOperator` running it).
 """
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Callable, Sequence
 
 from airflow import DAG
+from airflow.models import BaseOperator
 from airflow.models.param import Param
 
 from pipeline_src.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
-from pipeline_src.node_ids import (DATA_GATE, EXAMPLE_GEN, INGEST_NIGHT, NIGHT_REPORT, PUSHER,
-                                   VALIDATORS, WAIT_FOR_NIGHT)
+from pipeline_src.names import (DATA_GATE, EXAMPLE_GEN, FORCE_PUSH, INGEST_NIGHT, NIGHT,
+                                NIGHT_REPORT, PUSHER, RUN_STATE, TFX_RUN_ID, VALIDATORS,
+                                WAIT_FOR_NIGHT)
 
 DOC_MD = """
 ### Emerald nightly retraining
@@ -27,42 +36,78 @@ night of Toto's photos, and refuses to push a model when the data went wrong.
   launcher with this DAG run's id as the TFX run id: retry or clear any one.
 * **Night**: the run's logical date (`ds`), or the `night` param when you
   trigger a run by hand (*Trigger DAG w/ config*).
+* **data_gate** fails (no retry) when tonight's data is skewed or breaks the
+  schema, so Pusher does not run; trigger with `force_push` to push anyway.
 * **Evaluation** uses tonight's Toto photos; the model is pushed only when
   blessed (accuracy >= the configured floor, no regression).
 * Configuration: `include/emerald.yaml` (+ `EMERALD_*` environment overrides).
 """
 
 
-def _node_task(config: Config, node_id: str):
-    if config.dag.node_runner == "in_process":
-        from emerald_tfx.operators import TfxNodeOperator
+def run_emerald(argv: Sequence[str]) -> None:
+    """ExternalPythonOperator callable: `emerald ARGV` in the TFX virtualenv.
 
-        return TfxNodeOperator(task_id=node_id, node_id=node_id)
-    if config.dag.node_runner == "external_python":
+    Self-contained (Airflow ships its source to the other interpreter). A
+    blocked push fails the task without retry, as in the worker's process.
+    """
+    from airflow.exceptions import AirflowFailException
+
+    from pipeline_src.cli import main
+    from pipeline_src.tasks import BLOCKED_EXIT_CODE
+
+    code = main(list(argv))
+    if code == BLOCKED_EXIT_CODE:
+        raise AirflowFailException(f"emerald {argv[0]}: push blocked (see the log above)")
+    if code:
+        raise RuntimeError(f"emerald {' '.join(argv)} exited {code}")
+
+
+def _task(config: Config, task_id: str, argv: list[str],
+          in_process: Callable[..., BaseOperator], **task_args) -> BaseOperator:
+    """The task that runs `emerald ARGV`, where `dag.node_runner` says."""
+    runner = config.dag.node_runner
+    if runner == "in_process":
+        return in_process(task_id=task_id, **task_args)
+    if runner == "external_python":
         from airflow.operators.python import ExternalPythonOperator
-        from emerald_tfx.operators import NIGHT, TFX_RUN_ID, launch_in_external_python
 
         return ExternalPythonOperator(
-            task_id=node_id, python=config.dag.external_python,
-            python_callable=launch_in_external_python,
-            op_kwargs={"node_id": node_id, "tfx_run_id": TFX_RUN_ID, "night": NIGHT},
-            expect_airflow=False)
-    from emerald_tfx.operators import NIGHT, TFX_RUN_ID
-
-    return _pod(config, node_id, ["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id])
-
-
-def _pod(config: Config, task_id: str, arguments: list):
-    """`emerald ...` in the project's image: Google's advice for TFX on Cloud Composer."""
+            task_id=task_id, python=config.dag.external_python, python_callable=run_emerald,
+            op_args=[argv], expect_airflow=True, **task_args)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
 
+    # Google's advice for TFX on Cloud Composer: the project's image, its own Python.
     return KubernetesPodOperator(
         task_id=task_id, name=f"emerald-{task_id.lower().replace('_', '-')}",
-        image=config.dag.kubernetes_image, cmds=["emerald"], arguments=arguments,
+        image=config.dag.kubernetes_image, cmds=["emerald"], arguments=argv,
         env_vars={"EMERALD_PROFILE": config.profile or "", "EMERALD_SOURCE": config.paths.source},
         secrets=[Secret("env", "EMERALD_MLMD_PASSWORD", "emerald-mlmd", "password")],
-        get_logs=True)
+        get_logs=True, **task_args)
+
+
+def _node_task(config: Config, node_id: str) -> BaseOperator:
+    from emerald_tfx.operators import TfxNodeOperator
+
+    return _task(config, node_id, ["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id],
+                 lambda **kw: TfxNodeOperator(node_id=node_id, **kw))
+
+
+def _gate_task(config: Config) -> BaseOperator:
+    """No retry: a blocked push is decided by the data, and retrying does not change it."""
+    from emerald_alerts.operators import DataGateOperator
+
+    return _task(config, DATA_GATE, ["gate", "--run-id", TFX_RUN_ID, "--night", NIGHT,
+                                     f"--force-push={FORCE_PUSH}"],
+                 DataGateOperator, retries=0)
+
+
+def _report_task(config: Config) -> BaseOperator:
+    from emerald_alerts.operators import NightReportOperator
+
+    return _task(config, NIGHT_REPORT, ["report", "--run-id", TFX_RUN_ID, "--night", NIGHT,
+                                        f"--force-push={FORCE_PUSH}", f"--state={RUN_STATE}"],
+                 NightReportOperator)
 
 
 def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
@@ -103,44 +148,16 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
                 tasks[parent] >> tasks[node_id]
             if not upstream and node_id == EXAMPLE_GEN:
                 wait >> ingest >> tasks[node_id]
-        _gate_and_report(config, tasks, [wait, ingest])
+        # The gate sits between the validators and Pusher; the report is a teardown:
+        # it runs whatever happened and does not decide the run's state.
+        gate = _gate_task(config)
+        [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
+        report = _report_task(config).as_teardown()
+        [wait, ingest] + list(tasks.values()) + [gate] >> report
     from emerald_reports.links import attach_night_report_links
 
     attach_night_report_links(dag)   # "Night report" on the validation, gate and eval tasks
     return dag
-
-
-def _gate_and_report(config: Config, tasks: dict, ingestion: list) -> None:
-    """The data gate sits between the validators and Pusher; the report closes the night.
-
-    The report is a teardown task: it runs whatever happened (all done) and does
-    not decide the run's state, so a blocked or failed night still shows red.
-    Both need TFX and MLMD, so they run where the nodes run.
-    """
-    gate = _night_task(config, DATA_GATE, "gate")
-    [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
-    report = _night_task(config, NIGHT_REPORT, "report").as_teardown()
-    ingestion + list(tasks.values()) + [gate] >> report
-
-
-def _night_task(config: Config, task_id: str, command: str):
-    from emerald_alerts import operators as alerts
-    from emerald_tfx.operators import NIGHT, TFX_RUN_ID
-
-    if config.dag.node_runner == "in_process":
-        cls = alerts.DataGateOperator if command == "gate" else alerts.NightReportOperator
-        return cls(task_id=task_id)
-    if config.dag.node_runner == "external_python":
-        from airflow.operators.python import ExternalPythonOperator
-
-        return ExternalPythonOperator(
-            task_id=task_id, python=config.dag.external_python, expect_airflow=True,
-            python_callable=(alerts.gate_in_external_python if command == "gate"
-                             else alerts.report_in_external_python),
-            op_kwargs={"tfx_run_id": TFX_RUN_ID, "night": NIGHT,
-                       "force_push": alerts.FORCE_PUSH})
-    return _pod(config, task_id, [command, "--run-id", TFX_RUN_ID, "--night", NIGHT,
-                                   f"--force-push={alerts.FORCE_PUSH}"])
 
 
 def _ingestion_tasks(config: Config):

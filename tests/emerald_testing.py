@@ -1,14 +1,25 @@
-"""Test and benchmark helpers: sample images of every kind, a real GCS emulator, a faulty proxy.
+"""Test and benchmark helpers: sample images, free ports, a real GCS emulator, a faulty proxy.
 
-No Airflow import. Used by tests/plugins, tests/pipeline_src/test_ingest.py and
-bench/bench_ingest.py.
+The one home of what the tests and bench/bench_ingest.py share: `import
+emerald_testing as testing`. tests/ is on sys.path under pytest: tests/conftest.py
+is in no package, so pytest's default "prepend" import mode puts its folder at the
+front of sys.path before importing it. The bench inserts tests/ itself.
+
+    images     jpeg, png, gif, bomb, truncated, garbled; the sample trees GOOD
+               ({name: builder}) and BAD ({name: (builder, reason)}), BAD_MAX_PIXELS;
+               write_tree
+    network    free_port
+    emulator   gcs_emulator (a context manager yielding the URL), anonymous_client,
+               upload_tree
+    faults     FaultProxy
+
+No Airflow import, and no Google library until the emulator's client is made.
 """
 from __future__ import annotations
 
 import contextlib
 import http.client
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -116,12 +127,13 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
 # --------------------------------------------------------------------------- emulator
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _emulator_binary() -> list[str]:
+def _emulator_command() -> list[str]:
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
     if exe.exists():
         return [str(exe)]
@@ -130,25 +142,34 @@ def _emulator_binary() -> list[str]:
 
 @contextlib.contextmanager
 def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
-    """Starts `gcp-storage-emulator --in-memory` on a free port; yields its http:// URL."""
+    """Starts `gcp-storage-emulator --in-memory` on a free port; yields its http:// URL.
+
+    Its output goes to log_path (if given), whose tail a failure to start quotes.
+    Set STORAGE_EMULATOR_HOST to the URL for google-cloud-storage to use it.
+    """
     port = free_port()
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
-        _emulator_binary() + ["start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-                              "--default-bucket=emerald-boot"],
+        _emulator_command() + ["start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                               "--default-bucket=emerald-boot"],
         stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+
+    def failed(why: str) -> RuntimeError:
+        log = Path(log_path).read_text(errors="replace")[-3000:] if log_path else ""
+        return RuntimeError(f"gcp-storage-emulator {why}" + (f":\n{log}" if log else ""))
+
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"gcp-storage-emulator exited with {proc.returncode}")
+                raise failed(f"exited with {proc.returncode}")
             try:
                 urllib.request.urlopen(url + "/storage/v1/b?project=x", timeout=1).read()
                 break
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
-                    raise RuntimeError("gcp-storage-emulator did not start in 30 s") from None
+                    raise failed("did not start in 30 s") from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -162,7 +183,11 @@ def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
             out.close()
 
 
-def anonymous_client(project="emerald-test"):
+def anonymous_client(project: str = "emerald-test"):
+    """A google.cloud.storage.Client without credentials, for the emulator.
+
+    It talks to STORAGE_EMULATOR_HOST: set that before calling.
+    """
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
     return storage.Client(project=project, credentials=AnonymousCredentials())
@@ -258,20 +283,3 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
 
-
-@contextlib.contextmanager
-def env(**values: Optional[str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -1,13 +1,18 @@
-"""One ingestion worker process: `python -m pipeline_src.ingest_worker` (started by
-pipeline_src.ingest.WorkerPool, never by hand).
+"""One ingestion worker process: `python -S -m pipeline_src.ingest.worker` (started by
+pipeline_src.ingest.parallel.WorkerPool, never by hand).
 
 Speaks pickles over stdin/stdout, one message at a time:
 
-    ("writer", _ObjectWriter, threads)  the tree being ingested; no reply
-    ("chunk", [_Plan, ...])             -> ("done", [entry, ...]) or ("error", exc, traceback)
-    ("stop",)                           -> ("stats", {"peak_rss_kb", "objects"}), then exits
+    ("writer", ObjectWriter, threads)  the tree being ingested; no reply
+    ("chunk", [Plan, ...])             -> ("done", [entry, ...]) or ("error", exc, traceback)
+    ("stop",)                          -> ("stats", {"peak_rss_kb", "objects"}), then exits
 
 Logs go to stderr, which the parent forwards into its own log (Airflow's task log).
+
+Run with -m, this module comes after its package, pipeline_src.ingest, which
+imports the standard library alone at import time (Pillow comes with the
+first image, through pipeline_src.images). The package must not import this
+module itself: runpy would find it already imported and warn.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import pickle
 import signal
 import sys
 import traceback
+
+from .parallel import bounded_map
 
 
 def _die_with_parent() -> None:
@@ -59,7 +66,6 @@ def main() -> int:
     os.dup2(2, 1)                                    # a stray print must not corrupt a reply
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from pipeline_src import ingest
 
     requests = sys.stdin.buffer
     writer, threads, objects = None, 1, 0
@@ -76,7 +82,7 @@ def main() -> int:
             reply = ("stats", {"peak_rss_kb": peak_rss_kb(), "objects": objects})
         else:
             try:
-                entries = list(ingest._bounded_map(writer, message[1], threads))
+                entries = list(bounded_map(writer, message[1], threads))
                 objects += len(entries)
                 reply = ("done", entries)
             except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails

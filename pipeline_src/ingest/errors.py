@@ -1,0 +1,11 @@
+"""The two failures of ingestion, in a module of their own so that every other module of
+the package can raise them without importing one another."""
+from __future__ import annotations
+
+
+class IngestError(RuntimeError):
+    """A permanent failure: the night cannot be ingested. The message names the object."""
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying (checksum mismatch, throttling, 5xx, timeouts)."""

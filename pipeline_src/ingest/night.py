@@ -1,0 +1,107 @@
+"""A night: the corpus tree, then Toto's night, with one worker pool for both.
+
+This is the entry point the Airflow operator and `emerald ingest` call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import IngestError
+from .layout import CORPUS, TOTO, join_prefix, night_prefix
+from .parallel import WorkerPool
+from .planning import UNKNOWN_LABEL_POLICIES
+from .reports import IngestReport
+from .sources import open_storage, parse_source
+from .tree import ingest_tree
+
+log = logging.getLogger(__package__)     # "pipeline_src.ingest": one logger for the package
+
+
+def _as_date(night) -> dt.date:
+    if isinstance(night, dt.datetime):
+        return night.date()
+    if isinstance(night, dt.date):
+        return night
+    try:
+        return dt.date.fromisoformat(str(night)[:10])
+    except ValueError:
+        raise IngestError(f"night {night!r} is not a YYYY-MM-DD date") from None
+
+
+def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
+                 include_corpus: bool = True, include_night: bool = True,
+                 max_pixels: Optional[int] = None,
+                 unknown_labels: str = "ingest", known_labels: Sequence[str] = (),
+                 storage=None, processes: Optional[int] = None,
+                 threads: Optional[int] = None) -> IngestReport:
+    """Brings one of Toto's nights (and the corpus) into `spans_dir`; see the package doc.
+
+    `storage` overrides the one `source_uri` implies (the Airflow hook passes a
+    GCSStorage built on its own authenticated client); `source_uri` still
+    gives the prefix. `include_night=False` ingests the corpus alone: the
+    bootstrap night before Toto's first upload.
+
+    `processes`: processes that fetch, decode and write, this one included
+    (None or 0: one per usable CPU, for trees with at least
+    PROCESS_MIN_OBJECTS objects to fetch; 1: this one alone; N >= 2: N
+    whatever the size). `threads`: fetch threads per process (default: the
+    storage's `threads_per_process`), or 2 x CPUs when this process works alone.
+    """
+    from pipeline_src import images
+
+    started = time.monotonic()
+    night = _as_date(night)
+    if unknown_labels not in UNKNOWN_LABEL_POLICIES:
+        raise IngestError(f"unknown_labels {unknown_labels!r} is not one of {UNKNOWN_LABEL_POLICIES}")
+    max_pixels = int(max_pixels or images.DEFAULT_MAX_PIXELS)
+    if storage is None:
+        storage, base = open_storage(source_uri)
+    else:
+        base = parse_source(source_uri)[2]
+    spans_dir, quarantine_dir = Path(spans_dir), Path(quarantine_dir)
+    with WorkerPool.for_processes(processes) as pool:
+        report = _ingest_trees(storage, base, night, spans_dir, quarantine_dir,
+                               include_corpus=include_corpus, include_night=include_night,
+                               max_pixels=max_pixels, known_labels=tuple(known_labels or ()),
+                               unknown_labels=unknown_labels, threads=threads, pool=pool)
+    report.worker_processes = len(pool.stats)
+    report.worker_peak_mb = [round(s["peak_rss_kb"] / 1024, 1) for s in pool.stats]
+    report.worker_objects = [s["objects"] for s in pool.stats]
+    report.seconds = round(time.monotonic() - started, 3)
+    log.info("ingested night %s: %d new, %d unchanged, %d quarantined, %d examples in %s "
+             "(%.1f s, %s)", report.date, report.ingested, report.unchanged,
+             len(report.quarantined), report.span_examples, report.span_dir, report.seconds,
+             f"with {report.worker_processes} worker processes, peak {report.worker_peak_mb} MiB"
+             if report.worker_processes else "in this process alone")
+    return report
+
+
+def _ingest_trees(storage, base: str, night: dt.date, spans_dir: Path, quarantine_dir: Path,
+                  *, include_corpus: bool, include_night: bool, **common) -> IngestReport:
+    """The corpus tree, then the night's."""
+    corpus_report = None
+    if include_corpus:
+        corpus = ingest_tree(storage, join_prefix(base, CORPUS), spans_dir / CORPUS,
+                             quarantine_dir / CORPUS, allow_empty=True,
+                             context={"source": CORPUS, "night": CORPUS}, **common)
+        corpus_report = dataclasses.asdict(corpus)
+    if not include_night:
+        return IngestReport(
+            date=night.isoformat(), source=join_prefix(base, CORPUS),
+            span_dir=str(spans_dir / CORPUS), ingested=0, unchanged=0, quarantined=[],
+            span_examples=0, corpus=corpus_report)
+    tree = ingest_tree(storage, night_prefix(base, night), spans_dir / TOTO / night.isoformat(),
+                       quarantine_dir / night.isoformat(), release_pool=True,
+                       context={"source": TOTO, "night": night.isoformat()}, **common)
+    report = IngestReport(
+        date=night.isoformat(), source=tree.source_uri, span_dir=tree.span_dir,
+        ingested=tree.ingested, unchanged=tree.unchanged, quarantined=tree.quarantined,
+        span_examples=tree.span_examples, held=tree.held, skipped=tree.skipped,
+        unknown_labels=tree.unknown_labels, labels=tree.labels, listed=tree.listed,
+        bytes_read=tree.bytes_read, corpus=corpus_report)
+    return report

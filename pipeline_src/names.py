@@ -1,0 +1,40 @@
+"""The one home of the names several layers share: node and task ids, runtime templates, routes.
+
+Imported by the pipeline (TFX), the DAG builder, the operators, the report and
+the UI plugin; plain strings, so importing it costs nothing at DAG parse time.
+"""
+# Nodes of the compiled TFX pipeline (each one Airflow task).
+EXAMPLE_GEN = "ImageExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"                  # schema anomalies (TFDV)
+DISTRIBUTION_VALIDATOR = "ImageDistributionValidator"   # skew, drift, prediction drift
+RESOLVER = "LatestBlessedModelResolver"
+EVALUATOR = "Evaluator"
+PUSHER = "Pusher"
+VALIDATORS = (EXAMPLE_VALIDATOR, DISTRIBUTION_VALIDATOR)   # what the data gate reads
+
+# Airflow-only tasks around the TFX nodes.
+WAIT_FOR_NIGHT = "wait_for_night"
+INGEST_NIGHT = "ingest_night"
+DATA_GATE = "data_gate"
+NIGHT_REPORT = "night_report"
+
+# Airflow templates, rendered when a task runs.
+# The TFX pipeline run id: one per DAG run, stable across task retries and
+# clears, distinct when the same night is run again as a new DAG run.
+TFX_RUN_ID = "{{ run_id }}.{{ dag_run.id }}"
+NIGHT = "{{ params.get('night') or ds }}"               # the param, else the run's date
+FORCE_PUSH = "{{ params.get('force_push', False) }}"
+# The run's outcome so far, for the teardown report (rendered after its upstreams).
+RUN_STATE = ("{{ 'failed' if dag_run.get_task_instances(state=['failed', 'upstream_failed'])"
+             " else 'success' }}")
+
+# The Emerald reports page (plugins/emerald_reports) and a night's report on it.
+REPORTS_ROUTE = "/emerald-reports"
+NIGHT_REPORT_ROUTE = REPORTS_ROUTE + "/night/{night}"
+
+# The bucket layout: what users upload, what ingestion writes, what ExampleGen reads.
+CORPUS_DIR = "corpus"                        # {source}/corpus/{label}/{name}
+TOTO_DIR = "toto"                            # {source}/toto/{YYYY-MM-DD}/{label}/{name}
+UPLOADS_COMPLETE_MARKER = "_SUCCESS"         # a night's folder is complete (completion: marker)
+NIGHT_NAME_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # a night: YYYY-MM-DD

@@ -1,0 +1,100 @@
+"""The bodies of the night's own tasks, the data gate and the report, wherever they run.
+
+One implementation each: the in-process operators call these functions, and
+every other runner (a virtualenv, a pod) runs the same code as `emerald gate`
+/ `emerald report`. `gate` decides, `report` gathers and renders; this module
+composes them (so neither imports the other).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Optional
+
+from pipeline_src import gate, report
+from pipeline_src.config import Config, is_true, load_config
+
+log = logging.getLogger(__name__)
+BLOCKED_EXIT_CODE = 3      # `emerald gate`: the push is blocked (the task fails, no retry)
+
+
+def write_night_report(config: Config, tfx_run_id: str, night: str,
+                       state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
+    """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
+    summary = report.night_summary(config, tfx_run_id, night, state)
+    decision = gate.gate_night(config, summary, force_push)
+    return report.write(config, summary, decision)
+
+
+def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
+             send_alert: Callable[[str, str], dict]) -> dict[str, Any]:
+    """The gate: report, alert once, then block or pass.
+
+    `send_alert(subject, body)` delivers the night's one alert; raises
+    gate.PushBlocked when blocking findings stand and no override.
+    """
+    summary = write_night_report(config, tfx_run_id, night, state="running",
+                                 force_push=force_push)
+    decision = gate.gate_night(config, summary, force_push)
+    for finding in summary["findings"]:
+        log.warning("%s finding: %s", finding["kind"], finding["message"])
+    previous = summary.get("previous_night")
+    previous = None if previous in (None, "none") else previous
+    alerts: dict = {}
+    if decision.needs_alert:
+        subject, body = gate.alert_text(decision, night, previous, summary["report_url"])
+        alerts = send_alert(subject, body)
+        log.info("alert %r: %s", subject, alerts)
+    if decision.forced:
+        log.warning("force_push: pushing despite %d blocking finding(s)", len(decision.blocking))
+    if decision.blocked:
+        raise gate.PushBlocked(f"push blocked for night {night}: " + "; ".join(
+            f.message(night, previous) for f in decision.blocking))
+    return {"blocked": decision.blocked, "forced": decision.forced,
+            "findings": summary["findings"], "alerts": alerts}
+
+
+def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = None):
+    """Delivery through Airflow's notifiers, at most once per run and channel."""
+    from pipeline_src.alerts import EmeraldAlertHook
+
+    hook = EmeraldAlertHook(
+        marker_dir=config.paths.reports / night, smtp_conn_id=config.alerts.smtp_conn_id,
+        slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails)
+    return lambda subject, body: hook.send(tfx_run_id, subject, body, context or {})
+
+
+def _run(args) -> int:
+    """`emerald gate` / `emerald report`."""
+    logging.basicConfig(level=logging.INFO)
+    config = load_config()
+    if args.command == "report":
+        summary = write_night_report(config, args.run_id, args.night, state=args.state,
+                                     force_push=args.force_push)
+        print(json.dumps({"report_url": summary["report_url"],
+                          "push_blocked": summary["push_blocked"], "state": summary["state"]}))
+        return 0
+    try:
+        result = run_gate(config, args.run_id, args.night, args.force_push,
+                          alert_sender(config, args.run_id, args.night))
+    except gate.PushBlocked as blocked:
+        print(str(blocked))
+        return BLOCKED_EXIT_CODE
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def register(subparsers) -> None:
+    for name, text in (("gate", f"the data gate: alert, and exit {BLOCKED_EXIT_CODE} when "
+                                "the push is blocked"),
+                       ("report", "write the night's report (summary.json, report.html)")):
+        parser = subparsers.add_parser(name, help=text)
+        parser.add_argument("--run-id", required=True, help="the TFX pipeline run id")
+        parser.add_argument("--night", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--force-push", nargs="?", const="true", default="false",
+                            type=is_true,
+                            help="push despite blocking findings (alerted); =true/false")
+        if name == "report":
+            parser.add_argument("--state", default=None,
+                                help="the DAG run's outcome so far: success | failed")
+        parser.set_defaults(func=_run)

@@ -1,0 +1,1 @@
+"""Builds Emerald's nightly DAG: the Airflow layer that wires the operators together."""
