@@ -78,7 +78,7 @@ COPY --chown=airflow:0 scripts/requirements-airflow.txt /opt/emerald/scripts/req
 # external-python tasks' callables are shipped from there).
 RUN PIP_USER=false /opt/emerald/venv/bin/pip install --no-cache-dir --no-deps -e /opt/emerald \
  && /opt/emerald/venv/bin/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'emerald-plugins.pth').write_text('/opt/emerald/plugins\n')" \
- && /opt/emerald/venv/bin/python -c "import pipeline_src.alerts, pipeline_src.tasks"
+ && /opt/emerald/venv/bin/python -c "import pipeline_src.decision.alerts, pipeline_src.orchestration.tasks"
 
 # 4. The Airflow side: the image's environment, apache-airflow pinned to the
 #    image's version as Airflow's docs advise (a no-op for what is already there),

@@ -35,7 +35,7 @@ check-compiled: $(STAMP)
 	$(BIN)/emerald compile --check
 
 demo: $(STAMP)
-	$(BIN)/python -m pipeline_src.demo
+	$(BIN)/python -m pipeline_src.tools.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

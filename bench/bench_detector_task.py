@@ -36,7 +36,7 @@ IMAGE_BYTES = 20_000
 
 
 def _jpegs(folder: Path, count: int) -> list[bytes]:
-    from pipeline_src import synth
+    from pipeline_src.tools import synth
 
     synth.synthesize(folder, nights=0, seed=7, corpus_per_label=-(-count // 3))
     return [p.read_bytes() for p in sorted((folder / "corpus").rglob("*.jpg"))][:count]
@@ -45,7 +45,8 @@ def _jpegs(folder: Path, count: int) -> list[bytes]:
 def _write_split(uri: Path, split: str, properties: dict, blobs, night: str) -> None:
     import tensorflow as tf
 
-    from pipeline_src import examplegen, features
+    from pipeline_src import features
+    from pipeline_src.components import examplegen
 
     folder = uri / f"Split-{split}"
     folder.mkdir(parents=True)
@@ -94,7 +95,8 @@ def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
     from tfx.types import standard_artifacts
 
     from pipeline_src.model import predictions
-    from pipeline_src.validation import component, simulate
+    from pipeline_src.validation import simulate
+    from pipeline_src.components import distribution_validator as component
 
     rng = np.random.default_rng(tonight_n)
     examples = standard_artifacts.Examples()
@@ -123,8 +125,8 @@ def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
 
 
 def _examplegen_seconds_per_image(jpegs) -> float:
-    from pipeline_src import examplegen
-    from pipeline_src.examplegen import SourceImage
+    from pipeline_src.components import examplegen
+    from pipeline_src.components.examplegen import SourceImage
 
     image = SourceImage(Path("x.jpg"), "lion", "toto", "2026-03-01")
     start = time.perf_counter()
@@ -138,7 +140,8 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from pipeline_src.config import load_config
-    from pipeline_src.validation import component, simulate
+    from pipeline_src.validation import simulate
+    from pipeline_src.components import distribution_validator as component
 
     config = load_config()
     labels = list(config.data.labels)

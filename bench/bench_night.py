@@ -46,9 +46,10 @@ def main() -> int:
     os.environ["EMERALD_HOME"] = str(home)
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]
-    from pipeline_src import demo, synth
+    from pipeline_src.tools import demo
+    from pipeline_src.tools import synth
     from pipeline_src.config import load_config
-    from pipeline_src.night import prepare_airflow, run_night
+    from pipeline_src.orchestration.night import prepare_airflow, run_night
 
     config = load_config()
     prepare_airflow(config)   # Airflow configures logging on import: attach timers after it

@@ -195,6 +195,11 @@ def _read_yaml(path: Path) -> dict:
         return yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path}{line} is not valid YAML: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
 
 
 def load_config(path: Optional[os.PathLike] = None,
@@ -206,110 +211,137 @@ def load_config(path: Optional[os.PathLike] = None,
     profile = env.get("EMERALD_PROFILE") or None
     if profile:
         raw = _merge(raw, _read_yaml(config_file.parent / "profiles" / f"{profile}.yaml"))
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{config_file}: the configuration is not a mapping")
+    try:
+        home = _home(_section(raw, "paths"), env)
+        return Config(
+            pipeline_name=str(raw["pipeline_name"]),
+            dag=_dag(_section(raw, "dag"), env),
+            paths=_paths(_section(raw, "paths"), home, env),
+            ingest=_ingest(_section(raw, "ingest")),
+            data=_data(_section(raw, "data")),
+            training=_training(_section(raw, "training")),
+            validation=_validation(_section(raw, "validation")),
+            evaluation=_evaluation(_section(raw, "evaluation")),
+            beam_args=tuple(str(a).format(home=home, repo=REPO_ROOT)
+                            for a in (raw.get("beam") or {}).get("args", ())),
+            metadata=_metadata(raw.get("metadata") or {"backend": "sqlite", "postgresql": {}}),
+            gate=_gate(raw.get("gate") or {}),
+            alerts=_alerts(raw.get("alerts") or {}, env),
+            config_file=config_file,
+            profile=profile,
+        )
+    except KeyError as missing:
+        raise ConfigError(f"{config_file}: missing setting {missing}") from None
+    except (TypeError, ValueError) as bad:
+        if isinstance(bad, ConfigError):
+            raise
+        raise ConfigError(f"{config_file}: {bad}") from None
 
-    raw_dag = _section(raw, "dag")
-    raw_paths = _section(raw, "paths")
-    raw_data = _section(raw, "data")
 
+def _home(raw_paths: Mapping, env: Mapping[str, str]) -> Path:
     home = env.get("EMERALD_HOME") or raw_paths["home"]
-    home = Path(os.path.expanduser(home.format(repo=REPO_ROOT))).resolve()
+    return Path(os.path.expanduser(str(home).format(repo=REPO_ROOT))).resolve()
 
+
+def _dag(raw: Mapping, env: Mapping[str, str]) -> DagConfig:
+    node_runner = env.get("EMERALD_NODE_RUNNER") or raw["node_runner"]
+    if node_runner not in NODE_RUNNERS:
+        raise ConfigError(f"node_runner {node_runner!r} is not one of {NODE_RUNNERS}")
+    return DagConfig(
+        dag_id=str(raw["dag_id"]),
+        schedule=str(raw["schedule"]),
+        start_date=dt.date.fromisoformat(str(raw["start_date"])),
+        owner=str(raw["owner"]),
+        retries=int(raw["retries"]),
+        retry_delay_minutes=float(raw["retry_delay_minutes"]),
+        max_retry_delay_minutes=float(raw["max_retry_delay_minutes"]),
+        tags=tuple(raw["tags"]),
+        node_runner=node_runner,
+        external_python=str(raw["external_python"]).format(repo=REPO_ROOT),
+        kubernetes_image=str(raw["kubernetes_image"]),
+    )
+
+
+def _paths(raw: Mapping, home: Path, env: Mapping[str, str]) -> Paths:
     def path(key: str, override: Optional[str] = None) -> str:
-        value = override or str(raw_paths[key])
-        value = value.format(home=home, repo=REPO_ROOT)
+        value = (override or str(raw[key])).format(home=home, repo=REPO_ROOT)
         if "://" in value:
             return value
         return str(Path(os.path.expanduser(value)).resolve())
 
-    node_runner = env.get("EMERALD_NODE_RUNNER") or raw_dag["node_runner"]
-    if node_runner not in NODE_RUNNERS:
-        raise ConfigError(f"node_runner {node_runner!r} is not one of {NODE_RUNNERS}")
-    eval_split = raw_data["eval_split"]
+    return Paths(
+        home=home,
+        source=path("source", env.get("EMERALD_SOURCE")),
+        spans=Path(path("spans")),
+        pipeline_root=path("pipeline_root"),
+        metadata=Path(path("metadata")),
+        serving=path("serving"),
+        reports=Path(path("reports")),
+        quarantine=Path(path("quarantine")),
+        acknowledgments=Path(path("acknowledgments", env.get("EMERALD_ACKNOWLEDGMENTS"))),
+    )
+
+
+def _ingest(raw: Mapping) -> IngestConfig:
+    return IngestConfig(
+        max_pixels=int(raw["max_pixels"]),
+        unknown_labels=_choice(raw, "unknown_labels", ("ingest", "hold")),
+        processes=int(raw.get("processes", 0)),
+        completion=_choice(raw, "completion", ("quiet", "marker")),
+        quiet_seconds=int(raw["quiet_seconds"]),
+        timeout_seconds=int(raw["timeout_seconds"]),
+    )
+
+
+def _data(raw: Mapping) -> DataConfig:
+    eval_split = raw["eval_split"]
     if eval_split not in EVAL_SPLITS:
         raise ConfigError(f"data.eval_split {eval_split!r} is not one of {EVAL_SPLITS}")
+    return DataConfig(
+        labels=tuple(str(x) for x in raw["labels"]),
+        image_size=int(raw["image_size"]),
+        eval_split=eval_split,
+        hash_eval_percent=int(raw["hash_eval_percent"]),
+    )
 
-    emails = env.get("EMERALD_ALERT_EMAILS")
-    raw_alerts = raw.get("alerts") or {}
-    if emails is not None:
-        email_list = tuple(e.strip() for e in emails.split(",") if e.strip())
-    else:
-        email_list = tuple(raw_alerts.get("emails") or ())
 
-    raw_ingest = _section(raw, "ingest")
-    raw_validation = _section(raw, "validation")
-    raw_metadata = raw.get("metadata") or {"backend": "sqlite", "postgresql": {}}
-    metadata_backend = _choice(raw_metadata, "backend", ("sqlite", "postgresql"))
-    raw_eval = _section(raw, "evaluation")
-    raw_gate = raw.get("gate") or {}
-    gate = GateConfig(block=tuple(raw_gate.get("block", ("schema", "skew"))),
-                      warn=tuple(raw_gate.get("warn", ("drift", "prediction"))))
+def _training(raw: Mapping) -> TrainingConfig:
+    return TrainingConfig(epochs=int(raw["epochs"]), batch_size=int(raw["batch_size"]),
+                          learning_rate=float(raw["learning_rate"]))
+
+
+def _evaluation(raw: Mapping) -> EvaluationConfig:
+    return EvaluationConfig(min_accuracy=float(raw["min_accuracy"]),
+                            max_accuracy_drop=float(raw["max_accuracy_drop"]),
+                            slices=tuple(raw["slices"]))
+
+
+def _metadata(raw: Mapping) -> MetadataConfig:
+    return MetadataConfig(
+        backend=_choice(raw, "backend", ("sqlite", "postgresql")),
+        postgresql=MappingProxyType(
+            {str(k): str(v) for k, v in (raw.get("postgresql") or {}).items()}))
+
+
+def _gate(raw: Mapping) -> GateConfig:
+    gate = GateConfig(block=tuple(raw.get("block", ("schema", "skew"))),
+                      warn=tuple(raw.get("warn", ("drift", "prediction"))))
     for kind in gate.block + gate.warn:
         if kind not in FINDING_KINDS:
             raise ConfigError(f"gate: unknown finding kind {kind!r}; kinds: {FINDING_KINDS}")
-    raw_training = _section(raw, "training")
-    return Config(
-        pipeline_name=str(raw["pipeline_name"]),
-        dag=DagConfig(
-            dag_id=str(raw_dag["dag_id"]),
-            schedule=str(raw_dag["schedule"]),
-            start_date=dt.date.fromisoformat(str(raw_dag["start_date"])),
-            owner=str(raw_dag["owner"]),
-            retries=int(raw_dag["retries"]),
-            retry_delay_minutes=float(raw_dag["retry_delay_minutes"]),
-            max_retry_delay_minutes=float(raw_dag["max_retry_delay_minutes"]),
-            tags=tuple(raw_dag["tags"]),
-            node_runner=node_runner,
-            external_python=str(raw_dag["external_python"]).format(repo=REPO_ROOT),
-            kubernetes_image=str(raw_dag["kubernetes_image"]),
-        ),
-        paths=Paths(
-            home=home,
-            source=path("source", env.get("EMERALD_SOURCE")),
-            spans=Path(path("spans")),
-            pipeline_root=path("pipeline_root"),
-            metadata=Path(path("metadata")),
-            serving=path("serving"),
-            reports=Path(path("reports")),
-            quarantine=Path(path("quarantine")),
-            acknowledgments=Path(path("acknowledgments", env.get("EMERALD_ACKNOWLEDGMENTS"))),
-        ),
-        ingest=IngestConfig(
-            max_pixels=int(raw_ingest["max_pixels"]),
-            unknown_labels=_choice(raw_ingest, "unknown_labels", ("ingest", "hold")),
-            processes=int(raw_ingest.get("processes", 0)),
-            completion=_choice(raw_ingest, "completion", ("quiet", "marker")),
-            quiet_seconds=int(raw_ingest["quiet_seconds"]),
-            timeout_seconds=int(raw_ingest["timeout_seconds"]),
-        ),
-        data=DataConfig(
-            labels=tuple(str(x) for x in raw_data["labels"]),
-            image_size=int(raw_data["image_size"]),
-            eval_split=eval_split,
-            hash_eval_percent=int(raw_data["hash_eval_percent"]),
-        ),
-        training=TrainingConfig(
-            epochs=int(raw_training["epochs"]),
-            batch_size=int(raw_training["batch_size"]),
-            learning_rate=float(raw_training["learning_rate"]),
-        ),
-        validation=_validation(raw_validation),
-        evaluation=EvaluationConfig(
-            min_accuracy=float(raw_eval["min_accuracy"]),
-            max_accuracy_drop=float(raw_eval["max_accuracy_drop"]),
-            slices=tuple(raw_eval["slices"]),
-        ),
-        beam_args=tuple(str(a).format(home=home, repo=REPO_ROOT)
-                        for a in (raw.get("beam") or {}).get("args", ())),
-        metadata=MetadataConfig(
-            backend=metadata_backend,
-            postgresql=MappingProxyType(
-                {str(k): str(v) for k, v in (raw_metadata.get("postgresql") or {}).items()})),
-        gate=gate,
-        alerts=AlertConfig(
-            emails=email_list,
-            smtp_conn_id=str(raw_alerts.get("smtp_conn_id", "smtp_default")),
-            slack_conn_id=str(raw_alerts.get("slack_conn_id", "slack_webhook_default")),
-        ),
-        config_file=config_file,
-        profile=profile,
+    return gate
+
+
+def _alerts(raw: Mapping, env: Mapping[str, str]) -> AlertConfig:
+    emails = env.get("EMERALD_ALERT_EMAILS")
+    if emails is not None:
+        email_list = tuple(e.strip() for e in emails.split(",") if e.strip())
+    else:
+        email_list = tuple(raw.get("emails") or ())
+    return AlertConfig(
+        emails=email_list,
+        smtp_conn_id=str(raw.get("smtp_conn_id", "smtp_default")),
+        slack_conn_id=str(raw.get("slack_conn_id", "slack_webhook_default")),
     )

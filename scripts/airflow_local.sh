@@ -7,7 +7,7 @@
 #   scripts/airflow_local.sh stop      stop what a detached start left running
 #   scripts/airflow_local.sh status    which of the three are running
 #
-# Same environment as `emerald run` (pipeline_src.night.airflow_environment): AIRFLOW_HOME
+# Same environment as `emerald run` (pipeline_src.orchestration.night.airflow_environment): AIRFLOW_HOME
 # under EMERALD_HOME, this checkout's dags/ and plugins/, no example DAGs, SQLite,
 # SequentialExecutor. Set up on every start, idempotently: DB migration, the admin user,
 # the connections (google_cloud_default, smtp_default, slack_webhook_default), demo photos
@@ -41,12 +41,12 @@ DETACH="${AIRFLOW_DETACH:-0}"
 [[ "${2:-}" == "--detach" || "${1:-}" == "--detach" ]] && DETACH=1
 [[ "$ACTION" == "--detach" ]] && ACTION=start
 
-# The same Airflow environment as pipeline_src.night (values already exported win), plus the
+# The same Airflow environment as pipeline_src.orchestration.night (values already exported win), plus the
 # Emerald paths this script needs.
 eval "$("$PY" - <<'EOF'
 import os, shlex
 from pipeline_src.config import load_config
-from pipeline_src.night import airflow_environment
+from pipeline_src.orchestration.night import airflow_environment
 config = load_config()
 for key, value in airflow_environment(config).items():
     print(f"export {key}={shlex.quote(os.environ.get(key) or value)}")

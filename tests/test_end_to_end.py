@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_src import synth
+from pipeline_src.tools import synth
 from pipeline_src.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ NIGHT_6 = NIGHT_1 + dt.timedelta(days=5)
 
 
 def emerald(env: dict, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "pipeline_src.cli", *args], env=env,
+    proc = subprocess.run([sys.executable, "-m", "pipeline_src.tools.cli", *args], env=env,
                           capture_output=True, text=True, timeout=1500)
     if expect_ok:
         assert proc.returncode == 0, proc.stderr[-6000:]
@@ -104,7 +104,7 @@ def nights(tmp_path_factory, alert_servers):
 
 
 def _airflow_env(config) -> dict:
-    from pipeline_src.night import airflow_environment
+    from pipeline_src.orchestration.night import airflow_environment
 
     return airflow_environment(config)
 
@@ -256,7 +256,7 @@ def test_night_report_is_written_next_to_the_run(nights):
     assert page.count('class="emerald-trend"') == len(summary["validation"]["comparisons"])
     # Every statistic is recorded, fired or not, in the summary and in MLMD.
     assert summary["validation"]["tests"] == len(summary["validation"]["comparisons"]) == 11
-    from pipeline_src import report
+    from pipeline_src.decision import report
 
     outputs = report.run_outputs(report.open_store(config), summary["tfx_run_id"])
     ((type_name, artifact),) = outputs["ImageDistributionValidator"]

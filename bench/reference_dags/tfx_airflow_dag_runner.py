@@ -4,7 +4,7 @@ import datetime as dt
 
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
-from pipeline_src.compile import COMPILED_DIR, SCHEMA_FILE, build_pipeline
+from pipeline_src.orchestration.compile import COMPILED_DIR, SCHEMA_FILE, build_pipeline
 from pipeline_src.config import load_config
 
 config = load_config()

@@ -1,6 +1,6 @@
 """`emerald ingest`: the same code as the Airflow IngestNightOperator, without Airflow.
 
-pipeline_src.cli finds `register` on the package (re-exported there).
+pipeline_src.tools.cli finds `register` on the package (re-exported there).
 """
 from __future__ import annotations
 

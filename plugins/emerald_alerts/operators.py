@@ -1,4 +1,4 @@
-"""The data gate task and the night's report task. Thin: the bodies are pipeline_src.tasks."""
+"""The data gate task and the night's report task. Thin: the bodies are pipeline_src.orchestration.tasks."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -35,7 +35,8 @@ class DataGateOperator(_NightRunOperator):
     def execute(self, context) -> dict:
         from airflow.exceptions import AirflowFailException
 
-        from pipeline_src import gate, tasks
+        from pipeline_src.decision import gate
+        from pipeline_src.orchestration import tasks
         from pipeline_src.config import load_config
 
         config = load_config()
@@ -57,7 +58,7 @@ class NightReportOperator(_NightRunOperator):
         self.state = state
 
     def execute(self, context) -> dict:
-        from pipeline_src import tasks
+        from pipeline_src.orchestration import tasks
         from pipeline_src.config import load_config
 
         summary = tasks.write_night_report(load_config(), self.tfx_run_id, self.night,

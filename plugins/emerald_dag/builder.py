@@ -19,7 +19,7 @@ from airflow import DAG
 from airflow.models import BaseOperator
 from airflow.models.param import Param
 
-from pipeline_src.compile import COMPILED_DIR, load_ir_dict, task_graph
+from pipeline_src.orchestration.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
 from pipeline_src.names import (DATA_GATE, EXAMPLE_GEN, FORCE_PUSH, INGEST_NIGHT, NIGHT,
                                 NIGHT_REPORT, PUSHER, RUN_STATE, TFX_RUN_ID, VALIDATORS,
@@ -52,8 +52,8 @@ def run_emerald(argv: Sequence[str]) -> None:
     """
     from airflow.exceptions import AirflowFailException
 
-    from pipeline_src.cli import main
-    from pipeline_src.tasks import BLOCKED_EXIT_CODE
+    from pipeline_src.tools.cli import main
+    from pipeline_src.orchestration.tasks import BLOCKED_EXIT_CODE
 
     code = main(list(argv))
     if code == BLOCKED_EXIT_CODE:

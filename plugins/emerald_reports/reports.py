@@ -1,7 +1,7 @@
 """Reading the nightly reports: `{paths.reports}/{night}/summary.json` and `report.html`.
 
 The night summary is written by the DAG's final `report` task
-(`pipeline_src.report.write_night_report`). Nothing here imports Flask or
+(`pipeline_src.decision.report.write_night_report`). Nothing here imports Flask or
 Airflow, so the page logic is testable on its own. A night is only ever looked
 up by a name that matches YYYY-MM-DD *and* is a directory in the reports
 folder: no user-supplied path reaches the filesystem.
@@ -134,7 +134,7 @@ def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dic
 
 def trend_charts(summaries_newest_first: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Kind -> one inline SVG trend chart per property, over the listed nights."""
-    from pipeline_src.validation import render   # standard library only
+    from pipeline_src.decision import render   # standard library only
 
     nights = list(reversed(summaries_newest_first))[-render.TREND_NIGHTS:]
     return {kind: charts for kind in TREND_KINDS

@@ -1,6 +1,6 @@
 """One Airflow task per TFX node.
 
-The operator is thin: the launch itself is `pipeline_src.node.launch_node`,
+The operator is thin: the launch itself is `pipeline_src.orchestration.node.launch_node`,
 imported when the task runs, never when the DAG is parsed.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ class TfxNodeOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         from pipeline_src.config import load_config
-        from pipeline_src.node import launch_node
+        from pipeline_src.orchestration.node import launch_node
 
         launch_node(load_config(), self.tfx_node_id, run_id=self.tfx_run_id, night=self.night)
         return {"node_id": self.tfx_node_id, "tfx_run_id": self.tfx_run_id, "night": self.night}

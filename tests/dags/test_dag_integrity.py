@@ -9,7 +9,8 @@ import sys
 import pytest
 from airflow.models import DagBag
 
-from pipeline_src import compile as compiled, names
+from pipeline_src import names
+from pipeline_src.orchestration import compile as compiled
 from pipeline_src.config import REPO_ROOT, load_config
 
 DAGS = REPO_ROOT / "dags"

@@ -53,12 +53,18 @@ def test_config_is_frozen():
     ("permutations: 9999", "permutations: 10", "permutations = 10"),
 ])
 def test_detector_settings_out_of_range_are_rejected(tmp_path, old, new, message):
+    _load_edited(tmp_path, old, new, message)
+
+
+def _load_edited(tmp_path, old: str, new: str, message: str) -> str:
+    """Loads the default config with `old` replaced by `new`; returns the ConfigError's text."""
     text = config.DEFAULT_CONFIG_FILE.read_text()
     assert old in text
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace(old, new, 1))
-    with pytest.raises(config.ConfigError, match=message):
+    with pytest.raises(config.ConfigError, match=message) as exc:
         config.load_config(bad, env={})
+    return str(exc.value)
 
 
 def test_detector_defaults_are_the_documented_ones():
@@ -96,3 +102,14 @@ def test_gate_policy_kinds_are_validated(tmp_path):
     bad.write_text(text)
     with pytest.raises(config.ConfigError, match="vibes"):
         config.load_config(bad, env={})
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  owner: dorothy\n", "  owner: [dorothy\n", "is not valid YAML"),     # a broken line
+    ("  epochs: 30\n", "", "missing setting 'epochs'"),
+    ("  epochs: 30\n", "  epochs: many\n", "many"),
+    ('  start_date: "2026-01-01"', '  start_date: "January"', "January"),
+])
+def test_a_malformed_config_is_one_clear_config_error(tmp_path, old, new, message):
+    error = _load_edited(tmp_path, old, new, message)
+    assert str(tmp_path / "bad.yaml") in error and "\n" not in error

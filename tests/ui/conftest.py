@@ -75,7 +75,7 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def local_airflow(tmp_path_factory, artifacts):
     """scripts/airflow_local.sh in the foreground, in its own process group."""
-    from pipeline_src.synth import synthesize
+    from pipeline_src.tools.synth import synthesize
 
     home = tmp_path_factory.mktemp("emerald-ui") / "home"
     synthesize(home / "source", nights=1, seed=0, start_date=dt.date(2026, 1, 2),

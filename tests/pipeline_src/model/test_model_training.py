@@ -21,7 +21,8 @@ import tensorflow_transform.beam as tft_beam  # noqa: E402
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from pipeline_src import features, preprocessing  # noqa: E402
+from pipeline_src import features
+from pipeline_src.model import preprocessing  # noqa: E402
 from pipeline_src.model import data, exporter, trainer  # noqa: E402
 
 LABELS = ["lion", "tiger", "bear"]

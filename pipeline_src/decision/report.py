@@ -43,7 +43,7 @@ def run_outputs(store, tfx_run_id: str) -> dict[str, list[tuple[str, Any]]]:
 def open_store(config: Config):
     from ml_metadata.metadata_store import metadata_store
 
-    from pipeline_src.node import metadata_connection_config
+    from pipeline_src.metadata import metadata_connection_config
 
     return metadata_store.MetadataStore(metadata_connection_config(config))
 
@@ -133,7 +133,7 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
         elif kind == "ExampleAnomalies" and node == EXAMPLE_VALIDATOR:
             summary["anomalies"].extend(_anomaly_findings(artifact.uri))
         elif kind == COMPARISONS_TYPE:
-            from pipeline_src.validation.component import load_comparisons
+            from pipeline_src.components.distribution_validator import load_comparisons
 
             summary["validation"] = load_comparisons(artifact.uri)
             for kind_name, items in comparison_findings(summary["validation"]).items():
@@ -292,7 +292,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea
 
 def write(config: Config, summary: dict[str, Any], decision) -> dict[str, Any]:
     """Adds the gate's decision to the summary, writes summary.json and report.html."""
-    from pipeline_src.validation import render
+    from pipeline_src.decision import render
 
     night = summary["date"]
     tfx_run_id = summary["tfx_run_id"]

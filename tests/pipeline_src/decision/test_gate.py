@@ -3,9 +3,9 @@ import datetime as dt
 
 import pytest
 
-from pipeline_src import gate
+from pipeline_src.decision import gate
 from pipeline_src.config import GateConfig
-from pipeline_src.validation import acknowledgments
+from pipeline_src.decision import acknowledgments
 
 SUMMARY = {
     "date": "2026-01-05",
@@ -142,7 +142,7 @@ def test_a_bad_acknowledgment_is_refused_and_nothing_is_written(tmp_path, bad, m
 
 
 def test_the_ack_command_adds_lists_and_revokes(tmp_path, monkeypatch, capsys):
-    from pipeline_src import cli
+    from pipeline_src.tools import cli
 
     monkeypatch.setenv("EMERALD_ACKNOWLEDGMENTS", str(tmp_path / "acks.yaml"))
     assert cli.main(["ack", "add", "--feature", "aspect_ratio", "--kind", "skew",

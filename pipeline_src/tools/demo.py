@@ -20,8 +20,8 @@ NIGHTS = 3
 
 def main() -> int:
     config = load_config()
-    from pipeline_src import synth
-    from pipeline_src.report import format_table
+    from pipeline_src.tools import synth
+    from pipeline_src.decision.report import format_table
 
     source = config.paths.source
     if "://" in source:
@@ -37,7 +37,7 @@ def main() -> int:
         night = FIRST_NIGHT + dt.timedelta(days=offset)
         log_file = logs / f"night-{night.isoformat()}.log"
         print(f"\nrunning night {night} through Airflow (log: {log_file}) ...", flush=True)
-        command = [sys.executable, "-m", "pipeline_src.cli", "run", "--date", night.isoformat(),
+        command = [sys.executable, "-m", "pipeline_src.tools.cli", "run", "--date", night.isoformat(),
                    "--json"] + (["--corpus-only"] if offset == 0 else [])
         with open(log_file, "w") as log:
             proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True)

@@ -12,13 +12,13 @@ from typing import Optional, Sequence
 
 # Modules that contribute a subcommand through `register(subparsers)`.
 SUBCOMMAND_MODULES = (
-    "pipeline_src.synth",
+    "pipeline_src.tools.synth",
     "pipeline_src.ingest",
-    "pipeline_src.compile",
-    "pipeline_src.node",
-    "pipeline_src.night",
-    "pipeline_src.tasks",
-    "pipeline_src.validation.acknowledgments",
+    "pipeline_src.orchestration.compile",
+    "pipeline_src.orchestration.node",
+    "pipeline_src.orchestration.night",
+    "pipeline_src.orchestration.tasks",
+    "pipeline_src.decision.acknowledgments",
 )
 
 

@@ -6,7 +6,9 @@ import datetime as dt
 import pytest
 import tensorflow as tf
 
-from pipeline_src import examplegen, features, synth
+from pipeline_src import features
+from pipeline_src.components import examplegen
+from pipeline_src.tools import synth
 
 FIRST = dt.date(2026, 1, 2)
 

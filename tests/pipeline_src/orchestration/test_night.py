@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 PROBE = """
 import os
 from pipeline_src.config import load_config
-from pipeline_src.night import prepare_airflow
+from pipeline_src.orchestration.night import prepare_airflow
 prepare_airflow(load_config())
 print(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
 """

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from pipeline_src.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
+from pipeline_src.orchestration.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
 from pipeline_src.config import Config, load_config
+from pipeline_src.metadata import metadata_connection_config
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def runtime_parameters(config: Config, run_id: str, night: str,
     """Every runtime parameter of the IR, from the configuration."""
     from tfx.dsl.compiler import constants
 
-    from pipeline_src import pipeline
+    from pipeline_src.orchestration import pipeline
 
     push_destination = {"filesystem": {"baseDirectory": config.paths.serving}}
     return {
@@ -44,29 +45,6 @@ def load_ir(compiled_dir: Path = COMPILED_DIR):
     ir = pipeline_pb2.Pipeline()
     json_format.Parse((compiled_dir / IR_FILE).read_text(), ir)
     return ir
-
-
-def metadata_connection_config(config: Config):
-    """SQLite under EMERALD_HOME by default; Postgres where nodes run in parallel."""
-    import os
-
-    from ml_metadata.proto import metadata_store_pb2
-    from tfx.orchestration import metadata
-
-    if config.metadata.backend == "postgresql":
-        settings = dict(config.metadata.postgresql)
-        connection = metadata_store_pb2.ConnectionConfig()
-        pg = connection.postgresql
-        pg.host = settings.get("host", "localhost")
-        pg.port = str(settings.get("port", "5432"))
-        pg.dbname = settings.get("dbname", "mlmd")
-        pg.user = settings.get("user", "airflow")
-        password_env = settings.get("password_env")
-        if password_env and os.environ.get(password_env):
-            pg.password = os.environ[password_env]
-        return connection
-    config.paths.metadata.parent.mkdir(parents=True, exist_ok=True)
-    return metadata.sqlite_metadata_connection_config(str(config.paths.metadata))
 
 
 def with_beam_args(executor_spec, beam_args):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pipeline_src import examplegen, synth
+from pipeline_src.components import examplegen
+from pipeline_src.tools import synth
 from pipeline_src.config import load_config
 
 NIGHT_1, NIGHT_2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
@@ -26,7 +27,7 @@ def _examples(tmp_path, night):
 
 
 def _run(tmp_path, night):
-    from pipeline_src.validation import component
+    from pipeline_src.components import distribution_validator as component
 
     config = load_config(env={})
     settings = component.settings_json(

@@ -1,7 +1,7 @@
 """The detector's part of a night report: every comparison, its picture, and the trend.
 
 Pure functions over the night summaries (`summary.json`), so the night report
-(pipeline_src/report.py) and the Emerald reports page (plugins/emerald_reports)
+(pipeline_src/decision/report.py) and the Emerald reports page (plugins/emerald_reports)
 draw the same pictures from the same records. Charts are inline SVG
 (`plots`): the report is served sandboxed, with no scripts and no network.
 """
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from pipeline_src.validation import plots
+from pipeline_src.decision import plots
 
 TREND_NIGHTS = 14        # how many nights a trend chart shows, tonight included
 KIND_TITLES = {"skew": "Skew: tonight against training",

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline_src import compile as compiled
-from pipeline_src import node
+from pipeline_src.orchestration import compile as compiled
+from pipeline_src.orchestration import node
+from pipeline_src import metadata
 from pipeline_src.config import load_config
 
 
@@ -50,10 +51,10 @@ def test_beam_arguments_come_from_the_configuration_at_launch():
 
 
 def test_metadata_store_follows_the_configured_backend(tmp_path, monkeypatch):
-    sqlite = node.metadata_connection_config(load_config(env={"EMERALD_HOME": str(tmp_path)}))
+    sqlite = metadata.metadata_connection_config(load_config(env={"EMERALD_HOME": str(tmp_path)}))
     assert sqlite.sqlite.filename_uri == str(tmp_path / "metadata.sqlite")
     monkeypatch.setenv("EMERALD_MLMD_PASSWORD", "s3cret")
     docker = load_config(env={"EMERALD_PROFILE": "docker", "EMERALD_MLMD_PASSWORD": "s3cret"})
-    postgres = node.metadata_connection_config(docker)
+    postgres = metadata.metadata_connection_config(docker)
     assert postgres.postgresql.host == "postgres" and postgres.postgresql.dbname == "mlmd"
     assert postgres.postgresql.password == "s3cret"

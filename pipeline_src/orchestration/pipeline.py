@@ -3,7 +3,7 @@
 Machine-specific values (where the spans, the pipeline root, the schema file
 and the serving directory are, and which night it is) are runtime parameters,
 so the compiled IR in include/compiled/ is the same on every machine and the
-launcher fills them in from the configuration (see pipeline_src/node.py).
+launcher fills them in from the configuration (see pipeline_src/orchestration/node.py).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from tfx.orchestration import data_types
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipeline_src import features, names
-from pipeline_src.examplegen import ImageExampleGen
+from pipeline_src.components.examplegen import ImageExampleGen
 from pipeline_src.model import exporter
-from pipeline_src.validation.component import ImageDistributionValidator, settings_json
+from pipeline_src.components.distribution_validator import ImageDistributionValidator, settings_json
 
 # Runtime parameters, substituted at launch (pipeline-root and pipeline-run-id
 # are TFX's own).
@@ -27,7 +27,7 @@ SCHEMA_FILE = "schema-file"
 PUSH_DESTINATION = "push-destination"
 RUNTIME_PARAMETERS = (NIGHT_PARAMETER, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
 
-PREPROCESSING_FN = "pipeline_src.preprocessing.preprocessing_fn"
+PREPROCESSING_FN = "pipeline_src.model.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline_src.model.trainer.run_fn"
 ACCURACY = "sparse_categorical_accuracy"
 

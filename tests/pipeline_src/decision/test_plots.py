@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pipeline_src.validation import plots
+from pipeline_src.decision import plots
 
 NS = "{http://www.w3.org/2000/svg}"
 

@@ -11,7 +11,8 @@ import json
 import logging
 from typing import Any, Callable, Optional
 
-from pipeline_src import gate, report
+from pipeline_src.decision import gate
+from pipeline_src.decision import report
 from pipeline_src.config import Config, is_true, load_config
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
 
 def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = None):
     """Delivery through Airflow's notifiers, at most once per run and channel."""
-    from pipeline_src.alerts import EmeraldAlertHook
+    from pipeline_src.decision.alerts import EmeraldAlertHook
 
     hook = EmeraldAlertHook(
         marker_dir=config.paths.reports / night, smtp_conn_id=config.alerts.smtp_conn_id,

@@ -11,7 +11,8 @@ tf = pytest.importorskip("tensorflow")
 tft_beam = pytest.importorskip("tensorflow_transform.beam")
 from tensorflow_transform.tf_metadata import dataset_metadata  # noqa: E402
 
-from pipeline_src import features, preprocessing  # noqa: E402
+from pipeline_src import features
+from pipeline_src.model import preprocessing  # noqa: E402
 
 LABELS = ["lion", "tiger", "bear"]
 SIZE = 64
@@ -166,7 +167,7 @@ def test_tfx_transform_executor_takes_the_in_place_path(tmp_path, caplog):
         transform_executor.Executor().Do(
             {specs.EXAMPLES_KEY: [examples], specs.SCHEMA_KEY: [schema_artifact]},
             {specs.TRANSFORM_GRAPH_KEY: [graph]},
-            {specs.PREPROCESSING_FN_KEY: "pipeline_src.preprocessing.preprocessing_fn",
+            {specs.PREPROCESSING_FN_KEY: "pipeline_src.model.preprocessing.preprocessing_fn",
              specs.CUSTOM_CONFIG_KEY: json.dumps(CONFIG),
              specs.DISABLE_STATISTICS_KEY: 1, specs.FORCE_TF_COMPAT_V1_KEY: 0,
              specs.SPLITS_CONFIG_KEY: None})

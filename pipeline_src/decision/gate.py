@@ -2,8 +2,8 @@
 
 TFX has no native way to stop a run on anomalies (its validators only record
 them), nor alerts: this is that gate. It works on the night summary
-(pipeline_src/report.py gathers it from MLMD); the task around it is in
-pipeline_src/tasks.py.
+(pipeline_src/decision/report.py gathers it from MLMD); the task around it is in
+pipeline_src/orchestration/tasks.py.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class Decision:
 
 def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> list[Finding]:
     """Findings from `report.night_summary()`'s lists, acknowledgments applied."""
-    from pipeline_src.validation import acknowledgments
+    from pipeline_src.decision import acknowledgments
 
     night = summary.get("date") or ""
     found = []
@@ -163,7 +163,7 @@ def alert_text(decision: Decision, night: str, previous_night: Optional[str],
 
 def gate_night(config: Config, summary: dict[str, Any], force_push: bool) -> Decision:
     """The decision for a night's summary, with the acknowledgments on file now."""
-    from pipeline_src.validation import acknowledgments
+    from pipeline_src.decision import acknowledgments
 
     acks = acknowledgments.load(config.paths.acknowledgments)
     return decide(findings_from_summary(summary, acks), config.gate, force_push)

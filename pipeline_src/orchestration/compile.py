@@ -21,7 +21,7 @@ SCHEMA_FILE = "schema.pbtxt"
 
 def build_pipeline(config: Config, **concrete):
     """The pipeline from the configuration; `concrete` pins runtime parameters."""
-    from pipeline_src import pipeline
+    from pipeline_src.orchestration import pipeline
 
     return pipeline.create_pipeline(
         pipeline_name=config.pipeline_name,
@@ -49,7 +49,7 @@ def render(config: Config) -> dict[str, str]:
     from google.protobuf import json_format, text_format
     from tfx.dsl.compiler import compiler
 
-    from pipeline_src import pipeline
+    from pipeline_src.orchestration import pipeline
 
     ir = compiler.Compiler().compile(build_pipeline(config))
     ir_json = json.dumps(json_format.MessageToDict(ir), indent=1, sort_keys=True) + "\n"

@@ -64,7 +64,7 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
     prepare_airflow(config)
     from airflow.models import DagBag
 
-    from pipeline_src import tasks
+    from pipeline_src.orchestration import tasks
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
     if bag.import_errors:
@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, sort_keys=True), flush=True)
     else:
         summary = run_night(config, night, args.corpus_only, args.force_push)
-        from pipeline_src.report import format_table
+        from pipeline_src.decision.report import format_table
         print(format_table(summary))
     return 0 if summary["state"] == "success" else 1
 

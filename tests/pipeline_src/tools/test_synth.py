@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_src import cli, images, synth
+from pipeline_src import images
+from pipeline_src.tools import cli
+from pipeline_src.tools import synth
 
 LABELS = ("lion", "tiger", "bear")
 START = dt.date(2026, 1, 1)
@@ -180,11 +182,11 @@ def test_cli_synth(tmp_path, capsys):
 
 
 def test_import_is_light():
-    code = ("import sys, pipeline_src.synth; "
+    code = ("import sys, pipeline_src.tools.synth; "
             "bad = [m for m in ('tensorflow', 'tfx', 'airflow') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True,
-                   cwd=Path(__file__).resolve().parents[2])
+                   cwd=Path(__file__).resolve().parents[3])
 
 
 def test_classes_stay_separable_under_totos_shift(bucket):

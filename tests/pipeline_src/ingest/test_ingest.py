@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 import emerald_testing as testing  # noqa: E402  (tests/emerald_testing.py: no Airflow import)
 from pipeline_src import ingest  # noqa: E402
@@ -215,7 +215,7 @@ def test_report_to_json_has_the_contract_keys(src, tmp_path):
 
 
 def test_cli_json(src, tmp_path, capsys, monkeypatch):
-    from pipeline_src import cli
+    from pipeline_src.tools import cli
     (src / "toto" / NIGHT.isoformat() / "lion" / "zero.jpg").write_bytes(b"")
     monkeypatch.setenv("EMERALD_HOME", str(tmp_path / "home"))
     argv = ["ingest", "--source", str(src), "--date", NIGHT.isoformat(), "--json"]

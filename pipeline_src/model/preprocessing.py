@@ -2,7 +2,7 @@
 
 Referenced by dotted path from the pipeline:
 
-    Transform(preprocessing_fn="pipeline_src.preprocessing.preprocessing_fn",
+    Transform(preprocessing_fn="pipeline_src.model.preprocessing.preprocessing_fn",
               custom_config={"labels": [...], "image_size": 64},
               materialize=False, disable_statistics=True, ...)
 

@@ -1,0 +1,1 @@
+"""TFX components: Emerald's own ExampleGen and distribution validator."""

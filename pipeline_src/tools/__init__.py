@@ -1,0 +1,1 @@
+"""Tools: the `emerald` command line, the demo, the synthetic photos."""
