@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
+# Required, not optional: the lock pins apache-airflow-providers-cncf-kubernetes, and the gcp
+# profile's node runner (KubernetesPodOperator) is what a Composer worker parses.
+import airflow.providers.cncf.kubernetes  # noqa: F401
+
 import emerald_testing as testing
+from pipeline_src import names as task_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "deploy_composer.py"
@@ -76,6 +82,37 @@ def names(bucket) -> set[str]:
     return {blob.name for blob in bucket.client.list_blobs(bucket.name)}
 
 
+# The script's one summary line: "12 uploaded, 3 unchanged, 0 deleted (gs://b/data/...)".
+_SUMMARY_RE = re.compile(r"^(\d+) uploaded, (\d+) unchanged, (\d+) deleted \(gs://[^)]+\)$",
+                         re.MULTILINE)
+
+
+def counts(stdout: str) -> dict[str, int]:
+    """The numbers of the summary line, parsed exactly (not "0 uploaded" in "10 uploaded")."""
+    found = _SUMMARY_RE.findall(stdout)
+    assert len(found) == 1, f"expected one summary line, got {found}:\n{stdout}"
+    uploaded, unchanged, deleted = map(int, found[0])
+    return {"uploaded": uploaded, "unchanged": unchanged, "deleted": deleted}
+
+
+def action_lines(stdout: str, action: str) -> list[str]:
+    """The object names of the "uploaded gs://..." / "deleted  gs://..." lines."""
+    pattern = re.compile(rf"^{action} +gs://[^/]+/(\S+)$", re.MULTILINE)
+    return sorted(pattern.findall(stdout))
+
+
+def expected_objects(root: Path) -> set[str]:
+    """What a deploy of `root` must upload, worked out from the checkout's files."""
+    expected = {"plugins/.airflowignore"}
+    for local, prefix in (("dags", "dags"), ("plugins", "plugins"),
+                          ("pipeline_src", "plugins/pipeline_src"),
+                          ("include", "plugins/include")):
+        for path in (root / local).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                expected.add(f"{prefix}/{path.relative_to(root / local).as_posix()}")
+    return expected
+
+
 def test_deploy_uploads_the_composer_layout(emulator, bucket, checkout):
     result = deploy(emulator, "--bucket", f"gs://{bucket.name}/dags", "--skip-pypi",
                     "--skip-env-vars", root=checkout)
@@ -108,19 +145,27 @@ def test_deploy_uploads_the_composer_layout(emulator, bucket, checkout):
             == (checkout / "include" / "compiled" / "pipeline.json").read_bytes())
     ignore = bucket.blob("plugins/.airflowignore").download_as_text()
     assert "^pipeline_src($|/)" in ignore and "^include($|/)" in ignore
-    assert "uploaded" in result.stdout
+    # Exactly the checkout's files were uploaded (Composer's own file and the manifest aside),
+    # each reported once, and the summary line counts them.
+    expected = expected_objects(checkout)
+    assert uploaded - {"dags/airflow_monitoring.py", "data/emerald-deploy/manifest.json"} == expected
+    assert action_lines(result.stdout, "uploaded") == sorted(expected)
+    assert counts(result.stdout) == {"uploaded": len(expected), "unchanged": 0, "deleted": 0}
 
 
 def test_rerun_is_a_sync(emulator, bucket, checkout):
     extra = checkout / "pipeline_src" / "obsolete_helper.py"
     extra.write_text("VALUE = 1\n")
     args = ("--bucket", f"gs://{bucket.name}", "--skip-pypi", "--skip-env-vars")
-    deploy(emulator, *args, root=checkout)
+    first = deploy(emulator, *args, root=checkout)
     assert "plugins/pipeline_src/obsolete_helper.py" in names(bucket)
+    total = len(expected_objects(checkout))
+    assert counts(first.stdout) == {"uploaded": total, "unchanged": 0, "deleted": 0}
 
     # Unchanged files are not uploaded again.
     again = deploy(emulator, *args, root=checkout)
-    assert "0 uploaded" in again.stdout and "0 deleted" in again.stdout
+    assert counts(again.stdout) == {"uploaded": 0, "unchanged": total, "deleted": 0}
+    assert action_lines(again.stdout, "uploaded") == action_lines(again.stdout, "deleted") == []
 
     # A file removed from the checkout disappears from the bucket; a changed one is replaced;
     # objects the deploy never uploaded stay.
@@ -130,7 +175,9 @@ def test_rerun_is_a_sync(emulator, bucket, checkout):
     third = deploy(emulator, *args, root=checkout)
     after = names(bucket)
     assert "plugins/pipeline_src/obsolete_helper.py" not in after
-    assert "deleted  gs://" in third.stdout and "1 deleted" in third.stdout
+    assert counts(third.stdout) == {"uploaded": 1, "unchanged": total - 2, "deleted": 1}
+    assert action_lines(third.stdout, "uploaded") == ["plugins/include/emerald.yaml"]
+    assert action_lines(third.stdout, "deleted") == ["plugins/pipeline_src/obsolete_helper.py"]
     assert bucket.blob("plugins/include/emerald.yaml").download_as_text().endswith("# changed\n")
     assert "dags/airflow_monitoring.py" in after
     manifest = json.loads(bucket.blob("data/emerald-deploy/manifest.json").download_as_bytes())
@@ -217,7 +264,8 @@ scanned = [os.path.relpath(p, plugins) for p in find_path_from_directory(plugins
 print("PROBE" + json.dumps({
     "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dag_ids": sorted(bag.dag_ids),
-    "tasks": len(bag.dags["emerald_nightly"].tasks) if "emerald_nightly" in bag.dags else 0,
+    "tasks": ({t.task_id: type(t).__name__ for t in bag.dags["emerald_nightly"].tasks}
+              if "emerald_nightly" in bag.dags else {}),
     "pipeline_src": config.__file__,
     "repo_root": str(config.REPO_ROOT),
     "config_file": str(loaded.config_file),
@@ -248,11 +296,6 @@ def test_deployed_tree_parses_without_the_checkout(emulator, bucket, tmp_path):
     dags, plugins = env_root / "dags", env_root / "plugins"
     (dags / "airflow_monitoring.py").unlink()   # the stand-in, not a real DAG
 
-    try:
-        import airflow.providers.cncf.kubernetes  # noqa: F401
-        kubernetes = True
-    except ImportError:
-        kubernetes = False
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW", "EMERALD_", "PYTHON"))}
     env.update({
@@ -266,8 +309,6 @@ def test_deployed_tree_parses_without_the_checkout(emulator, bucket, tmp_path):
         "EMERALD_HOME": str(tmp_path / "emerald-home"),
         "EMERALD_CHECKOUT": str(REPO),
     })
-    if not kubernetes:   # the gcp profile's KubernetesPodOperator needs cncf.kubernetes (Composer has it)
-        env["EMERALD_NODE_RUNNER"] = "in_process"
     result = subprocess.run([sys.executable, "-c", _DAGBAG_PROBE], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -275,7 +316,17 @@ def test_deployed_tree_parses_without_the_checkout(emulator, bucket, tmp_path):
 
     assert probe["import_errors"] == {}
     assert "emerald_nightly" in probe["dag_ids"]
-    assert probe["tasks"] > 5
+    # Every node of the committed IR plus the four Airflow-only tasks, nothing else; the gcp
+    # profile runs the nodes, the gate and the report in KubernetesPodOperator pods.
+    ir = json.loads((REPO / "include" / "compiled" / "pipeline.json").read_text())
+    node_ids = {node["pipelineNode"]["nodeInfo"]["id"] for node in ir["nodes"]}
+    assert len(node_ids) == len(ir["nodes"]) == 10
+    dag_only = {task_names.WAIT_FOR_NIGHT, task_names.INGEST_NIGHT, task_names.DATA_GATE,
+                task_names.NIGHT_REPORT}
+    assert set(probe["tasks"]) == node_ids | dag_only
+    assert len(probe["tasks"]) == 14
+    pods = {t for t, cls in probe["tasks"].items() if cls == "KubernetesPodOperator"}
+    assert pods == node_ids | {task_names.DATA_GATE, task_names.NIGHT_REPORT}
     # The code and the configuration came from the downloaded plugins/ folder.
     assert probe["pipeline_src"] == str(plugins / "pipeline_src" / "config.py")
     assert probe["repo_root"] == str(plugins)

@@ -115,10 +115,27 @@ def test_base_image_is_airflow_of_the_lock():
 
 
 def test_runs_as_the_airflow_user():
-    users = of("USER")
-    assert users, "no USER instruction"
-    assert users[-1] == "airflow"
-    assert users[-1].split(":")[0] not in ("root", "0")
+    """Root only for what needs it; pip, the venv and the final user are airflow.
+
+    Follows USER through the file: the base image starts as airflow (uid 50000). pip run as
+    root would install into root's site (PIP_USER) or own the venv by root, and files COPYed
+    without --chown are root's, which the group-0 compose user cannot write.
+    """
+    user, as_root, as_airflow = "airflow", [], []
+    for keyword, args in dockerfile_instructions():
+        if keyword == "USER":
+            user = args.split(":")[0]
+        elif keyword == "RUN":
+            (as_root if user in ("root", "0") else as_airflow).append(args)
+        elif keyword == "COPY":
+            assert "--chown=airflow:0" in args.split(), f"COPY {args}: not owned by airflow"
+    assert user == "airflow", f"the image ends as {user!r}"
+    assert as_root and as_airflow
+    for run in as_root:
+        assert not re.search(r"\bpip\b|-m venv|/venv/bin/python", run), f"as root: {run}"
+    installs = [r for r in as_airflow if re.search(r"\bpip install\b", r)]
+    assert len(installs) == 3          # the lock into the venv, Emerald into it, the Airflow side
+    assert any("python -m venv /opt/emerald/venv" in r for r in as_airflow)
 
 
 def test_copied_files_exist_and_are_not_dockerignored():

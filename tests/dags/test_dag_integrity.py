@@ -64,6 +64,67 @@ def test_one_task_per_pipeline_node_with_the_pipelines_dependencies(dagbag):
             "LatestBlessedModelResolver", "Evaluator", "Pusher"} <= set(graph)
 
 
+# The DAG's edges, written down by hand (not derived from task_graph(), which builds them).
+# What README.md's "How it fits together" diagram draws:
+README_DIAGRAM_EDGES = {
+    ("wait_for_night", "ingest_night"),
+    ("ingest_night", "ImageExampleGen"),
+    ("ImageExampleGen", "StatisticsGen"),
+    ("StatisticsGen", "ExampleValidator"),
+    ("ImageExampleGen", "ImageDistributionValidator"),
+    ("LatestBlessedModelResolver", "ImageDistributionValidator"),
+    ("ImageExampleGen", "Transform"),
+    ("ImportSchemaGen", "Transform"),
+    ("Transform", "Trainer"),
+    ("Trainer", "Evaluator"),
+    ("LatestBlessedModelResolver", "Evaluator"),
+    ("Evaluator", "Pusher"),
+    ("data_gate", "Pusher"),
+}
+# The data gate, as the README's text places it: after both validators, before Pusher.
+GATE_EDGES = {("ExampleValidator", "data_gate"), ("ImageDistributionValidator", "data_gate")}
+# The inputs the diagram leaves out, read off include/compiled/pipeline.json's upstreamNodes:
+# the schema feeds ExampleValidator and Trainer, the examples Trainer and Evaluator, the
+# model Pusher.
+IR_ONLY_EDGES = {
+    ("ImportSchemaGen", "ExampleValidator"),
+    ("ImportSchemaGen", "Trainer"),
+    ("ImageExampleGen", "Trainer"),
+    ("ImageExampleGen", "Evaluator"),
+    ("Trainer", "Pusher"),
+}
+DAG_ONLY = {"wait_for_night", "ingest_night", "data_gate", "night_report"}
+
+
+def _edges(dag) -> set[tuple[str, str]]:
+    return {(task.task_id, down) for task in dag.tasks for down in task.downstream_task_ids}
+
+
+def test_the_pipelines_edges_are_those_of_the_compiled_ir():
+    """The hand-written node edges against the IR's own JSON (not task_graph())."""
+    ir = json.loads((REPO_ROOT / "include" / "compiled" / "pipeline.json").read_text())
+    ir_edges = {(up, node["pipelineNode"]["nodeInfo"]["id"])
+                for node in ir["nodes"] for up in node["pipelineNode"].get("upstreamNodes", [])}
+    expected = {(a, b) for a, b in README_DIAGRAM_EDGES | IR_ONLY_EDGES
+                if not {a, b} & DAG_ONLY}
+    assert ir_edges == expected
+    # Each upstream also lists the node downstream of it.
+    down_edges = {(node["pipelineNode"]["nodeInfo"]["id"], down) for node in ir["nodes"]
+                  for down in node["pipelineNode"].get("downstreamNodes", [])}
+    assert down_edges == expected
+
+
+def test_the_dag_has_exactly_the_documented_edges(dagbag):
+    dag = dagbag.dags[load_config().dag.dag_id]
+    edges = _edges(dag)
+    assert README_DIAGRAM_EDGES <= edges, sorted(README_DIAGRAM_EDGES - edges)
+    assert GATE_EDGES <= edges, sorted(GATE_EDGES - edges)
+    # Nothing else but the teardown report's edges (every task feeds it; checked below).
+    others = {e for e in edges if e[1] != "night_report"}
+    assert others == README_DIAGRAM_EDGES | GATE_EDGES | IR_ONLY_EDGES
+    assert not [e for e in edges if e[0] == "night_report"]
+
+
 def test_parsing_the_dag_imports_neither_tensorflow_nor_tfx():
     probe = (
         "import json, sys\n"

@@ -1,10 +1,11 @@
-"""Fixtures: a real gcp-storage-emulator per session, a fresh bucket per test, Airflow env."""
+"""Fixtures: a real gcp-storage-emulator per session, a fresh bucket per test, Airflow env.
+
+Airflow's own settings (AIRFLOW_HOME, examples off) come from tests/conftest.py,
+which runs first and is shared by the whole session.
+"""
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,13 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Airflow reads AIRFLOW_HOME at import: point it at a throwaway dir before anything imports it.
-_AIRFLOW_HOME = tempfile.mkdtemp(prefix="emerald-airflow-")
-os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-
-import emerald_testing as testing  # noqa: E402
+import emerald_testing as testing
 
 PROJECT = "emerald-test"
 CONN = json.dumps({"conn_type": "google_cloud_platform", "extra": {"project": PROJECT}})

@@ -216,18 +216,60 @@ def test_night_comes_from_the_rendered_field_then_the_conf_then_the_logical_date
     assert links.resolve_night(None, None, None) is None
 
 
-def test_link_url_outside_and_inside_the_webserver(monkeypatch):
+def test_link_url_outside_the_webserver_is_built_from_the_base_url(monkeypatch):
+    """No Flask app (CLI, alerts): the path is built from [webserver] base_url's path."""
+    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "http://localhost:8080")
     assert links.night_report_url("2026-01-02") == "/emerald-reports/night/2026-01-02"
+    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "https://composer.example/airflow/")
+    assert links.night_report_url("2026-01-02") == "/airflow/emerald-reports/night/2026-01-02"
 
-    from flask_appbuilder import AppBuilder  # noqa: F401  (the view needs FAB importable)
+
+def _fab_app():
+    """A real Flask-AppBuilder app (in-memory SQLite), with the plugin's view added as Airflow
+    adds `appbuilder_views`: appbuilder.add_view(view, name, category=...)."""
+    import importlib
+
+    from flask_appbuilder import AppBuilder, SQLA
+
+    plugin = importlib.import_module("emerald_reports.emerald_reports_plugin").EmeraldReportsPlugin
+    (view,) = plugin.appbuilder_views
+    app = Flask(__name__)
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", SQLALCHEMY_TRACK_MODIFICATIONS=False,
+                      SECRET_KEY="test", FAB_UPDATE_PERMS=False)
+    db = SQLA(app)
+    with app.app_context():
+        appbuilder = AppBuilder(app, db.session)
+        appbuilder.add_view(view["view"], view["name"], category=view["category"])
+    return app
+
+
+def test_link_url_inside_the_webserver_is_the_registered_route_of_the_view(monkeypatch):
+    """Inside a request, the URL is url_for's answer for the view's real route, not the fallback.
+
+    The app is mounted under /airflow (SCRIPT_NAME) while [webserver] base_url has no path,
+    so the fallback would say /emerald-reports/...: only url_for knows the prefix.
+    """
+    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "http://localhost:8080")
+    app = _fab_app()
+    with app.test_request_context("/", base_url="http://webserver/airflow"):
+        url = links.night_report_url("2026-01-02")
+    assert url == "/airflow/emerald-reports/night/2026-01-02"
+    # The URL leads back to the view's `night` page with that night.
+    endpoint, args = app.url_map.bind("webserver", script_name="/airflow").match(
+        url[len("/airflow"):])
+    assert (endpoint, args) == ("EmeraldReportsView.night", {"night": "2026-01-02"})
+
+
+def test_link_url_follows_the_route_wherever_the_view_is_registered(monkeypatch):
+    """The view's own blueprint (its exposed routes) under another base: url_for must win."""
     from emerald_reports.views import EmeraldReportsView
 
+    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "http://localhost:8080")
     app = Flask(__name__)
-    # The endpoint FAB registers for the view: "EmeraldReportsView.night".
-    app.add_url_rule(f"{EmeraldReportsView.route_base}/night/<string:night>",
-                     endpoint="EmeraldReportsView.night")
+    blueprint = EmeraldReportsView().create_blueprint(appbuilder=None)
+    app.register_blueprint(blueprint, url_prefix="/elsewhere/reports")
     with app.test_request_context("/"):
-        assert links.night_report_url("2026-01-02") == "/emerald-reports/night/2026-01-02"
+        assert links.night_report_url("2026-01-02") == "/elsewhere/reports/night/2026-01-02"
 
 
 def test_get_link_uses_the_looked_up_night_and_is_empty_without_one(monkeypatch):
