@@ -48,8 +48,9 @@ def settings_json(*, labels: Sequence[str], false_alarm_rate: float, permutation
                        "min_effects": {k: dict(v) for k, v in min_effects.items()}})
 
 
-def read_properties(split_uri: str, names: Sequence[str]) -> dict[str, list]:
-    """The named scalar features of every example in one split, as columns."""
+def read_properties(split_uri: str, names: Sequence[str]) -> dict[str, Any]:
+    """The named scalar features of every example in one split, as columns (numpy arrays)."""
+    import numpy as np
     import tensorflow as tf
 
     from pipeline_src.model import data
@@ -58,13 +59,16 @@ def read_properties(split_uri: str, names: Sequence[str]) -> dict[str, list]:
              **{n: tf.int64 for n in features.INT_FEATURES},
              **{n: tf.float32 for n in features.FLOAT_FEATURES}}
     spec = {n: tf.io.FixedLenFeature([1], kinds[n]) for n in names}
-    columns: dict[str, list] = {n: [] for n in names}
+    batches: dict[str, list] = {n: [] for n in names}
     files = data.list_files(os.path.join(split_uri, "*"))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_PARSE_BATCH)
     for batch in dataset.map(lambda records: tf.io.parse_example(records, spec)):
         for name in names:
-            values = batch[name].numpy()[:, 0]
-            columns[name].extend(v.decode() if isinstance(v, bytes) else v.item() for v in values)
+            batches[name].append(batch[name].numpy()[:, 0])
+    columns = {n: np.concatenate(b) if b else np.zeros(0) for n, b in batches.items()}
+    for name in names:                       # category names as text, like the model's classes
+        if kinds[name] == tf.string:
+            columns[name] = np.char.decode(columns[name].astype(bytes), "utf-8")
     return columns
 
 
@@ -139,9 +143,10 @@ class Executor(base_executor.BaseExecutor):
             json.dump(result, handle, indent=1, sort_keys=True)
         out.set_string_custom_property("night", night)
         out.set_int_custom_property("tests", result["tests"])
-        out.set_int_custom_property("fired", len(detector.fired(result)))
+        fired = detector.fired(result)
+        out.set_int_custom_property("fired", len(fired))
         out.set_string_custom_property("fired_features", ",".join(
-            f"{c['kind']}:{c['feature']}" for c in detector.fired(result)))
+            f"{c['kind']}:{c['feature']}" for c in fired))
 
 
 def load_comparisons(uri: str) -> dict[str, Any]:

@@ -290,14 +290,19 @@ td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea
 """
 
 
+def previous_night(summary: dict[str, Any]) -> Optional[str]:
+    """Last night's date, or None: ExampleGen records "none" when there was no earlier night."""
+    previous = summary.get("previous_night")
+    return None if previous in (None, "none") else previous
+
+
 def write(config: Config, summary: dict[str, Any], decision) -> dict[str, Any]:
     """Adds the gate's decision to the summary, writes summary.json and report.html."""
     from pipeline_src.decision import render
 
     night = summary["date"]
     tfx_run_id = summary["tfx_run_id"]
-    previous = summary.get("previous_night")
-    previous = None if previous in (None, "none") else previous
+    previous = previous_night(summary)
     blocking = {(f.kind, f.feature) for f in decision.blocking}
     summary["findings"] = []
     for finding in decision.findings():

@@ -22,9 +22,15 @@ BLOCKED_EXIT_CODE = 3      # `emerald gate`: the push is blocked (the task fails
 def write_night_report(config: Config, tfx_run_id: str, night: str,
                        state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
     """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
+    return _decide_and_write(config, tfx_run_id, night, state, force_push)[0]
+
+
+def _decide_and_write(config: Config, tfx_run_id: str, night: str, state: Optional[str],
+                      force_push: bool) -> tuple[dict[str, Any], gate.Decision]:
+    """The night's summary with the gate's decision (acknowledgments read once), written."""
     summary = report.night_summary(config, tfx_run_id, night, state)
     decision = gate.gate_night(config, summary, force_push)
-    return report.write(config, summary, decision)
+    return report.write(config, summary, decision), decision
 
 
 def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
@@ -34,13 +40,10 @@ def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
     `send_alert(subject, body)` delivers the night's one alert; raises
     gate.PushBlocked when blocking findings stand and no override.
     """
-    summary = write_night_report(config, tfx_run_id, night, state="running",
-                                 force_push=force_push)
-    decision = gate.gate_night(config, summary, force_push)
+    summary, decision = _decide_and_write(config, tfx_run_id, night, "running", force_push)
     for finding in summary["findings"]:
         log.warning("%s finding: %s", finding["kind"], finding["message"])
-    previous = summary.get("previous_night")
-    previous = None if previous in (None, "none") else previous
+    previous = report.previous_night(summary)
     alerts: dict = {}
     if decision.needs_alert:
         subject, body = gate.alert_text(decision, night, previous, summary["report_url"])
