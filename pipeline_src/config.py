@@ -31,6 +31,32 @@ class ConfigError(ValueError):
     """The configuration file or an environment override is invalid."""
 
 
+class UsageError(ValueError):
+    """A command asked for what cannot be done as asked (a night before dag.start_date).
+
+    Like ConfigError, the `emerald` command prints it as one line (no traceback) and
+    exits 2: the user has something to change, not a bug to report.
+    """
+
+
+def night_arg(value: str) -> str:
+    """argparse `type=` for a night: a real YYYY-MM-DD date, returned unchanged.
+
+    Checked when the arguments are parsed, so `--date yesterday` is argparse's own
+    one-line error (exit 2) before anything heavy is imported, and the subcommand
+    still receives the string it expects.
+    """
+    import argparse
+
+    try:
+        dt.date.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        reason = "" if "isoformat" in str(exc) else f" ({exc})"
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a night: YYYY-MM-DD, a real date{reason}") from None
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class DagConfig:
     dag_id: str
@@ -110,7 +136,7 @@ class MetadataConfig:
     postgresql: Mapping[str, str]    # host, port, dbname, user, password_env
 
 
-FINDING_KINDS = ("schema", "skew", "drift", "prediction")
+FINDING_KINDS = ("schema", "skew", "drift", "prediction", "late")   # late: pipeline_src.ingest.late
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +199,10 @@ def _validation(raw: Mapping) -> ValidationConfig:
         prediction=_thresholds(raw, "prediction"))
 
 
-def _choice(raw: Mapping, key: str, choices: tuple[str, ...]) -> str:
+def _choice(raw: Mapping, key: str, choices: tuple[str, ...], section: str = "") -> str:
     value = str(raw[key])
     if value not in choices:
-        raise ConfigError(f"{key} {value!r} is not one of {choices}")
+        raise ConfigError(f"{section}{key} {value!r} is not one of {choices}")
     return value
 
 
@@ -210,7 +236,7 @@ def load_config(path: Optional[os.PathLike] = None,
     raw = _read_yaml(config_file)
     profile = env.get("EMERALD_PROFILE") or None
     if profile:
-        raw = _merge(raw, _read_yaml(config_file.parent / "profiles" / f"{profile}.yaml"))
+        raw = _merge(raw, _read_yaml(_profile_file(config_file, profile)))
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{config_file}: the configuration is not a mapping")
     try:
@@ -235,9 +261,21 @@ def load_config(path: Optional[os.PathLike] = None,
     except KeyError as missing:
         raise ConfigError(f"{config_file}: missing setting {missing}") from None
     except (TypeError, ValueError) as bad:
-        if isinstance(bad, ConfigError):
+        if isinstance(bad, ConfigError) and str(config_file) in str(bad):
             raise
-        raise ConfigError(f"{config_file}: {bad}") from None
+        raise ConfigError(f"{config_file}: {bad}") from None     # every error names the file
+
+
+def _profile_file(config_file: Path, profile: str) -> Path:
+    """include/profiles/{profile}.yaml beside the config file; an unknown name is a
+    ConfigError that lists the profiles there are (a name is never a path)."""
+    folder = config_file.parent / "profiles"
+    known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if profile not in known:
+        raise ConfigError(
+            f"unknown profile {profile!r} (EMERALD_PROFILE): the profiles in {folder} are "
+            f"{', '.join(known) or 'none'}; unset EMERALD_PROFILE for the defaults")
+    return folder / f"{profile}.yaml"
 
 
 def _home(raw_paths: Mapping, env: Mapping[str, str]) -> Path:
@@ -287,9 +325,9 @@ def _paths(raw: Mapping, home: Path, env: Mapping[str, str]) -> Paths:
 def _ingest(raw: Mapping) -> IngestConfig:
     return IngestConfig(
         max_pixels=int(raw["max_pixels"]),
-        unknown_labels=_choice(raw, "unknown_labels", ("ingest", "hold")),
+        unknown_labels=_choice(raw, "unknown_labels", ("ingest", "hold"), "ingest."),
         processes=int(raw.get("processes", 0)),
-        completion=_choice(raw, "completion", ("quiet", "marker")),
+        completion=_choice(raw, "completion", ("quiet", "marker"), "ingest."),
         quiet_seconds=int(raw["quiet_seconds"]),
         timeout_seconds=int(raw["timeout_seconds"]),
     )
@@ -320,14 +358,14 @@ def _evaluation(raw: Mapping) -> EvaluationConfig:
 
 def _metadata(raw: Mapping) -> MetadataConfig:
     return MetadataConfig(
-        backend=_choice(raw, "backend", ("sqlite", "postgresql")),
+        backend=_choice(raw, "backend", ("sqlite", "postgresql"), "metadata."),
         postgresql=MappingProxyType(
             {str(k): str(v) for k, v in (raw.get("postgresql") or {}).items()}))
 
 
 def _gate(raw: Mapping) -> GateConfig:
     gate = GateConfig(block=tuple(raw.get("block", ("schema", "skew"))),
-                      warn=tuple(raw.get("warn", ("drift", "prediction"))))
+                      warn=tuple(raw.get("warn", ("drift", "prediction", "late"))))
     for kind in gate.block + gate.warn:
         if kind not in FINDING_KINDS:
             raise ConfigError(f"gate: unknown finding kind {kind!r}; kinds: {FINDING_KINDS}")

@@ -38,3 +38,8 @@ CORPUS_DIR = "corpus"                        # {source}/corpus/{label}/{name}
 TOTO_DIR = "toto"                            # {source}/toto/{YYYY-MM-DD}/{label}/{name}
 UPLOADS_COMPLETE_MARKER = "_SUCCESS"         # a night's folder is complete (completion: marker)
 NIGHT_NAME_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # a night: YYYY-MM-DD
+
+# A night's report folder: {reports}/{YYYY-MM-DD}/...
+SUMMARY_FILE = "summary.json"                # the night's outcome (gate, report task, `emerald run`)
+REPORT_FILE = "report.html"                  # the page people read
+LATE_UPLOADS_FILE = "late_uploads.json"      # earlier nights caught up tonight (ingest task)

@@ -283,3 +283,187 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
 
+
+
+# --------------------------------------------------------------------------- flaky alert servers
+
+class FlakyWebhook:
+    """A real HTTP server standing in for Slack's webhook that fails its first `failures` posts.
+
+    A failed post is answered `status` with a body that quotes the request path,
+    as a proxy's error page might: the path of a Slack webhook is its token, so a
+    client error carrying the body must be redacted. Then 200. Counts `attempts`;
+    `posts` keeps the bodies it accepted. `failures=None` fails every post.
+    """
+
+    def __init__(self, failures: Optional[int] = 1, status: int = 500):
+        self.failures, self.status = failures, status
+        self.attempts, self.posts = 0, []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                inbox.attempts += 1
+                failing = inbox.failures is None or inbox.attempts <= inbox.failures
+                reply = f"no service at {self.path}" if failing else "ok"
+                if not failing:
+                    inbox.posts.append(body.decode("utf8", "replace"))
+                self.send_response(inbox.status if failing else 200)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = (f"http://127.0.0.1:{self.server.server_address[1]}"
+                    "/services/T0FLAKY/B0FLAKY/flaky-webhook-token")
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def conn_uri(self) -> str:
+        from urllib.parse import quote
+
+        return f"slackwebhook://:{quote(self.url, safe='')}@"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FlakySmtp:
+    """A real SMTP server (aiosmtpd) that refuses its first `failures` messages, then accepts.
+
+    A refusal is `reply` to DATA (a 4xx or 5xx); `failures=None` refuses every
+    message. Counts `attempts`; `messages` keeps the subjects it accepted.
+    """
+
+    def __init__(self, failures: Optional[int] = 1,
+                 reply: str = "451 4.3.0 mailbox busy, try again later"):
+        from aiosmtpd.controller import Controller
+
+        self.failures, self.reply = failures, reply
+        self.attempts, self.messages = 0, []
+        inbox = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+                import email
+
+                inbox.attempts += 1
+                if inbox.failures is None or inbox.attempts <= inbox.failures:
+                    return inbox.reply
+                inbox.messages.append(str(email.message_from_bytes(envelope.content)["Subject"]))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+        self.controller.start()
+        self.port = self.controller.port
+
+    def conn_uri(self, login: str = "", password: str = "") -> str:
+        """An Airflow SMTP connection to this server (no TLS), optionally with credentials."""
+        from urllib.parse import quote
+
+        auth = f"{quote(login, safe='')}:{quote(password, safe='')}@" if login else ""
+        return (f"smtp://{auth}127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true"
+                "&from_email=emerald%40example.com&timeout=5&retry_limit=1")
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+# --------------------------------------------------------------------------- alert inboxes
+
+ALERT_SECRETS = {"smtp_password": "smtp-Secret-7Qx2v", "webhook_token": "hook-Secret-9fK2w"}
+
+class SmtpInbox:
+    """A real SMTP server (aiosmtpd) on a free port, keeping what it receives.
+
+    With `password`, it requires AUTH LOGIN/PLAIN with `login`/`password` (no TLS
+    on this loopback server), so a night's logs can be searched for the secret.
+    """
+
+    def __init__(self, login: str = "", password: str = ""):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages = []
+        self.login, self.password = login, password
+        self.logins = 0
+        inbox = self
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = (auth_data.login.decode() == login and auth_data.password.decode() == password)
+            inbox.logins += ok
+            return AuthResult(success=ok)
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+                import email
+
+                parsed = email.message_from_bytes(envelope.content)
+                text = "".join(part.get_payload(decode=True).decode("utf8", "replace")
+                               for part in parsed.walk() if not part.is_multipart())
+                inbox.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                       "subject": str(parsed["Subject"]), "data": text})
+                return "250 OK"
+
+        auth = (dict(authenticator=authenticate, auth_required=True, auth_require_tls=False)
+                if password else {})
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), **auth)
+        self.controller.start()
+        self.port = self.controller.port
+
+    @property
+    def conn_uri(self) -> str:
+        from urllib.parse import quote
+
+        auth = f"{quote(self.login, safe='')}:{quote(self.password, safe='')}@" if self.password else ""
+        return (f"smtp://{auth}127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true"
+                "&from_email=emerald%40example.com&timeout=10&retry_limit=1")
+
+    def stop(self):
+        self.controller.stop()
+
+
+class WebhookInbox:
+    """A real HTTP server standing in for Slack's incoming webhook."""
+
+    def __init__(self, token: str = "XXXX"):
+        import http.server
+        import threading
+
+        self.posts = []
+        self.token = token                  # the secret part of a Slack webhook URL
+        inbox = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                inbox.posts.append({"path": self.path, "body": body.decode("utf8", "replace")})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T000/B000/{self.token}"
+
+    @property
+    def conn_uri(self) -> str:
+        from urllib.parse import quote
+
+        return f"slackwebhook://:{quote(self.url, safe='')}@"
+
+    def stop(self):
+        self.server.shutdown()

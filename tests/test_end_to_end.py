@@ -43,9 +43,14 @@ NIGHT_5 = NIGHT_1 + dt.timedelta(days=4)
 NIGHT_6 = NIGHT_1 + dt.timedelta(days=5)
 
 
+OUTPUTS: list[str] = []      # every command's stdout and stderr, searched for secrets
+
+
 def emerald(env: dict, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """`emerald ARGS` from an empty working directory (env["PWD"]), as a user would."""
     proc = subprocess.run([sys.executable, "-m", "pipeline_src.tools.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=1500)
+                          cwd=env["PWD"], capture_output=True, text=True, timeout=1500)
+    OUTPUTS.extend((proc.stdout, proc.stderr))
     if expect_ok:
         assert proc.returncode == 0, proc.stderr[-6000:]
     return proc
@@ -63,9 +68,14 @@ def run_night(env: dict, night: dt.date, *flags: str) -> dict:
 def nights(tmp_path_factory, alert_servers):
     smtp, slack = alert_servers
     home = tmp_path_factory.mktemp("e2e-home")
+    # Where nothing may be written: the user's home, the working directory, the temp folder.
+    outside = tmp_path_factory.mktemp("e2e-outside")
+    for name in ("user-home", "cwd", "tmp"):
+        (outside / name).mkdir()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AIRFLOW") and not k.startswith("EMERALD")}
-    env.update(EMERALD_HOME=str(home), EMERALD_ALERT_EMAILS="dorothy@example.com,toto@example.com",
+    env.update(HOME=str(outside / "user-home"), PWD=str(outside / "cwd"),
+               TMPDIR=str(outside / "tmp"), EMERALD_HOME=str(home), EMERALD_ALERT_EMAILS="dorothy@example.com,toto@example.com",
                EMERALD_ACKNOWLEDGMENTS=str(home / "acknowledgments.yaml"),
                AIRFLOW_CONN_SMTP_DEFAULT=smtp.conn_uri,
                AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT=slack.conn_uri)
@@ -87,7 +97,8 @@ def nights(tmp_path_factory, alert_servers):
     results["gate_retry"] = subprocess.run(
         [sys.executable, "-m", "airflow", "tasks", "test", config.dag.dag_id, "data_gate",
          f"{NIGHT_2.isoformat()}T02:00:00+00:00"],
-        env=airflow_env, capture_output=True, text=True, timeout=600)
+        env=airflow_env, cwd=env["PWD"], capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend((results["gate_retry"].stdout, results["gate_retry"].stderr))
     results["alerts_after_retry"] = (len(smtp.messages), len(slack.posts))
     results[3] = run_night(env, NIGHT_3)
     results["alerts_after_3"] = (len(smtp.messages), len(slack.posts))
@@ -100,6 +111,7 @@ def nights(tmp_path_factory, alert_servers):
                              "--reason", "the model now trains on upright photos")
     results[6] = run_night(env, NIGHT_6)
     results["alerts_after_6"] = (len(smtp.messages), len(slack.posts))
+    results["outside"] = outside
     return config, results, smtp, slack
 
 
@@ -287,3 +299,31 @@ def test_pushed_model_classifies_jpeg_bytes_from_a_fresh_seed(nights, tmp_path):
         correct += sum(p == label_dir.name for p in predicted)
         total += len(blobs)
     assert correct / total >= 0.8, f"{correct}/{total}"
+
+
+def test_no_secret_in_any_log_report_xcom_or_output(nights):
+    """The SMTP password and the webhook token reach their servers and nothing else: not the
+    task logs, reports, summaries, alert markers, Airflow's database (XCom, rendered
+    fields) or MLMD under EMERALD_HOME, nor any command's output."""
+    from emerald_testing import ALERT_SECRETS
+
+    config, results, smtp, slack = nights
+    assert smtp.logins >= 1 and slack.posts            # both secrets were used tonight
+    assert all(ALERT_SECRETS["webhook_token"] in p["path"] for p in slack.posts)
+    secrets = [s.encode() for s in ALERT_SECRETS.values()]
+    files = [p for p in Path(config.paths.home).rglob("*") if p.is_file()]
+    assert any(p.name == "airflow.db" for p in files)        # XCom and rendered fields
+    assert any("[DAG TEST] end running task" in out or "data_gate" in out
+               for out in OUTPUTS)                            # dag.test's task logs
+    leaks = [(str(p), s) for p in files for s in secrets if s in p.read_bytes()]
+    assert leaks == []
+    assert not [s for s in ALERT_SECRETS.values() for out in OUTPUTS if s in out]
+
+
+def test_nothing_is_written_outside_emerald_home(nights):
+    """The nights wrote nothing into the user's home, the working directory or the temp
+    folder: Keras, TFX's Beam packaging and Airflow keep to EMERALD_HOME."""
+    _, results, *_ = nights
+    outside = results["outside"]
+    written = sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+    assert written == ["cwd", "tmp", "user-home"]

@@ -12,6 +12,13 @@ raw bytes). The output is an Examples artifact whose `span` is tonight's date
 - previous: the last Toto night before tonight, the drift baseline; tonight's
             own images when there is no earlier night (drift is then zero, and
             the `previous_night` property says "none").
+
+A span damaged on disk after ingestion (an image truncated or overwritten, a
+file that cannot be read) never stops the night and is never dropped in
+silence: the file is rejected with its reason (`rejected.json`, the
+`rejected_count` property the night's report shows) and named in the log with
+how to repair it. A folder under toto/ that looks like a night but is no date
+is an error naming it.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -34,6 +42,8 @@ from pipeline_src import features, images, names
 
 NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
 EPOCH = dt.date(1970, 1, 1)
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +63,18 @@ def toto_nights(input_base: Path, until: dt.date) -> list[dt.date]:
     toto = input_base / names.TOTO_DIR
     if not toto.is_dir():
         return []
-    nights = [dt.date.fromisoformat(p.name) for p in toto.iterdir()
-              if p.is_dir() and NIGHT_DIR.match(p.name)]
+    nights = [_night_of(p) for p in toto.iterdir() if p.is_dir() and NIGHT_DIR.match(p.name)]
     return sorted(n for n in nights if n <= until)
+
+
+def _night_of(folder: Path) -> dt.date:
+    """The night a span folder holds; a YYYY-MM-DD name that is no date (2026-13-45) was
+    not made by ingestion, and its images would be dropped unseen: an error naming it."""
+    try:
+        return dt.date.fromisoformat(folder.name)
+    except ValueError as exc:
+        raise ValueError(f"span folder {folder} is not a night ({exc}): ingestion never "
+                         f"writes it; move it out of the spans directory") from None
 
 
 def _images_under(folder: Path, source: str, night: str) -> Iterator[SourceImage]:
@@ -167,18 +186,32 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
         written = 0
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for image in members:
-                data = image.path.read_bytes()
                 try:
-                    values = to_example_features(image, data, max_pixels)
-                except images.BadImage as bad:
+                    values = to_example_features(image, image.path.read_bytes(), max_pixels)
+                except (images.BadImage, OSError) as bad:
                     if image.path not in seen_rejects:
                         seen_rejects.add(image.path)
-                        rejected.append({"object": str(image.path), "reason": bad.reason})
+                        rejected.append({"object": str(image.path), "reason": _reason(bad)})
                     continue
                 writer.write(_serialize(values))
                 written += 1
         counts[split] = written
     return {"counts": counts, "rejected": rejected}
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, images.BadImage):
+        return error.reason
+    return f"unreadable: {error.strerror or error}"      # an OSError
+
+
+def log_rejected(rejected: list[dict[str, str]], night: dt.date) -> None:
+    """Every rejected span file in the log: ingestion decoded each one, so a rejection
+    here means the span was damaged on disk since."""
+    for reject in rejected:
+        log.warning("night %s: span file %s rejected (%s): ingestion accepts only images "
+                    "that decode, so it changed on disk since; remove it and ingest its "
+                    "night again to fetch it anew", night, reject["object"], reject["reason"])
 
 
 class Executor(base_executor.BaseExecutor):
@@ -194,6 +227,7 @@ class Executor(base_executor.BaseExecutor):
                            int(exec_properties["hash_eval_percent"]))
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         result = write_splits(plan, examples.uri, int(exec_properties["max_pixels"]))
+        log_rejected(result["rejected"], night)
         examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
         examples.span = span_of(night)
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)

@@ -17,13 +17,14 @@ STATISTIC_NAMES = {   # TFDV's anomaly types that carry a measured value
     "COMPARATOR_L_INFTY_HIGH": "L-infinity distance",
 }
 # Summary keys of each finding kind: TFDV's schema anomalies, then Emerald's detector.
+# Late uploads: photos of earlier nights caught up tonight (pipeline_src.ingest.late).
 SUMMARY_KEYS = (("schema", "anomalies"), ("skew", "skew"), ("drift", "drift"),
-                ("prediction", "prediction"))
+                ("prediction", "prediction"), ("late", "late_uploads"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str                     # schema | skew | drift | prediction
+    kind: str                     # schema | skew | drift | prediction | late
     feature: str
     anomaly: str                  # TFDV's anomaly type, or the detector's test
     where: str                    # split (schema), or the baseline compared with
@@ -49,6 +50,8 @@ class Finding:
             return f"toto {night} vs toto {previous_night or 'last night'}"
         if self.kind == "prediction":
             return f"serving model on toto {night} vs on its evaluation data"
+        if self.kind == "late":
+            return f"caught up on {night}"
         return f"split {self.where} of {night}"
 
     def message(self, night: str, previous_night: Optional[str]) -> str:
@@ -115,7 +118,7 @@ def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> 
                 continue
             seen.add(dedupe)
             ack = (acknowledgments.matching(acks, item["feature"], kind, night)
-                   if kind != "schema" and night else None)
+                   if kind in ("skew", "drift", "prediction") and night else None)
             found.append(Finding(
                 kind=kind, feature=item["feature"], anomaly=item["type"],
                 where=item["where"], description=item["description"],

@@ -94,8 +94,9 @@ def section_html(summary: dict[str, Any], history: Sequence[dict[str, Any]]) -> 
     validation = summary.get("validation")
     if not validation:
         return "<p>No distribution comparisons for this run (the validator did not complete).</p>"
-    parts = [f"<p>{validation['tests']} tests tonight, each held to p &lt; "
-             f"{validation['alpha']:.1e} (false-alarm rate {validation['false_alarm_rate']} "
+    parts = [f"<p>{html.escape(str(validation['tests']))} tests tonight, each held to p &lt; "
+             f"{validation['alpha']:.1e} (false-alarm rate "
+             f"{html.escape(str(validation['false_alarm_rate']))} "
              f"per night, Bonferroni); a finding also needs an effect above the property's "
              f"minimum.</p>", _table(comparisons(summary))]
     for skipped in validation.get("skipped", []):

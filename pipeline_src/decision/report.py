@@ -14,6 +14,7 @@ from pipeline_src.config import Config
 from pipeline_src.names import EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, STATISTICS_GEN
 
 COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
+ALERTS_FILE = "alerts.json"   # the gate's alert delivery, beside the report: see record_alerts()
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
 
 
@@ -119,6 +120,7 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
         "date": night, "tfx_run_id": tfx_run_id, "state": run_state,
         "splits": {}, "eval_mode": None, "rejected": 0,
         "anomalies": [], "skew": [], "drift": [], "prediction": [],
+        "late_uploads": late_upload_findings(config.paths.reports, night),
         "validation": None,
         "accuracy": {"overall": None, "slices": {}},
         "blessed": False, "pushed": False, "pushed_version": None,
@@ -149,6 +151,23 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
     return summary
 
 
+def late_upload_findings(reports_dir, night: str) -> list[dict[str, Any]]:
+    """Earlier nights the ingest task caught up tonight, as findings (pipeline_src.ingest.late)."""
+    from pipeline_src.ingest import late
+
+    out = []
+    for n in late.read_record(reports_dir, night):
+        what = ("arrived after that night was ingested" if n["kind"] == "late"
+                else "were never ingested (no DAG run that night)")
+        out.append({
+            "where": n["night"], "feature": f"toto/{n['night']}",
+            "type": "LATE_UPLOADS" if n["kind"] == "late" else "MISSED_NIGHT",
+            "description": (f"{n['count']} upload(s) {what}; ingested tonight "
+                            f"({n['ingested']} accepted, {n['quarantined']} quarantined)"),
+            "n_tonight": n["count"]})
+    return out
+
+
 def comparison_findings(validation: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The detector's fired comparisons, as the summary's skew / drift / prediction lists."""
     out: dict[str, list[dict[str, Any]]] = {"skew": [], "drift": [], "prediction": []}
@@ -173,7 +192,7 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [f"night {summary['date']}  ({summary.get('state') or 'unknown'})",
              f"  examples   {', '.join(f'{k} {v}' for k, v in summary['splits'].items())}"
              f"  (eval: {summary.get('eval_mode')}, rejected {summary.get('rejected', 0)})"]
-    for kind in ("anomalies", "skew", "drift", "prediction"):
+    for kind in ("anomalies", "skew", "drift", "prediction", "late_uploads"):
         findings = summary.get(kind, [])
         if not findings:
             lines.append(f"  {kind:<10} none")
@@ -263,6 +282,8 @@ def render_html(summary: dict[str, Any], statistics_html: str, comparisons_html:
     slice_rows = row("overall", "-" if accuracy["overall"] is None
                      else f"{accuracy['overall']:.3f}") + "".join(
         row(k, f"{v:.3f}") for k, v in sorted(accuracy["slices"].items()))
+    alerts = summary.get("alerts") or {}
+    alert_rows = "".join(row(channel, outcome) for channel, outcome in sorted(alerts.items()))
     verdict = ("push blocked" if summary.get("push_blocked") else
                f"pushed {summary['pushed_version']}" if summary["pushed"] else "not pushed")
     return f"""<!doctype html>
@@ -276,7 +297,10 @@ td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea
 <b>{html.escape(verdict)}</b>{' (force_push)' if summary.get('forced') else ''}.</p>
 <p>Examples: {html.escape(', '.join(f'{k} {v}' for k, v in summary['splits'].items()))}
 (evaluation: {html.escape(str(summary.get('eval_mode')))}; rejected images
-{summary.get('rejected', 0)}).</p>
+{html.escape(str(summary.get('rejected', 0)))}).</p>
+<h2>Alerts</h2>
+{f"<table class='alerts'><tr><th>channel</th><th>delivery</th></tr>{alert_rows}</table>"
+ if alerts else "<p class='alerts'>No alert for this run.</p>"}
 <h2>Data findings</h2>
 <table><tr><th>kind</th><th>feature</th><th>statistic</th><th>value</th><th>threshold</th>
 <th>where</th><th>finding</th></tr>{finding_rows or row('none', '', '', '', '', '', '')}</table>
@@ -297,11 +321,13 @@ def previous_night(summary: dict[str, Any]) -> Optional[str]:
 
 
 def write(config: Config, summary: dict[str, Any], decision) -> dict[str, Any]:
-    """Adds the gate's decision to the summary, writes summary.json and report.html."""
+    """Adds the gate's decision to the summary, writes summary.json and report.html.
+
+    The alert's delivery is the one record_alerts() kept for this run, if any.
+    """
     from pipeline_src.decision import render
 
     night = summary["date"]
-    tfx_run_id = summary["tfx_run_id"]
     previous = previous_night(summary)
     blocking = {(f.kind, f.feature) for f in decision.blocking}
     summary["findings"] = []
@@ -316,10 +342,45 @@ def write(config: Config, summary: dict[str, Any], decision) -> dict[str, Any]:
     summary["push_blocked"] = decision.blocked
     summary["forced"] = decision.forced
     summary["report_url"] = report_url(night)
+    summary["alerts"] = _recorded_alerts(config, summary) if decision.needs_alert else {}
+    return _save(config, summary)
+
+
+def record_alerts(config: Config, summary: dict[str, Any], alerts: dict[str, str]
+                  ) -> dict[str, Any]:
+    """Keeps the alert's delivery per channel beside the report, and re-writes the report.
+
+    The gate writes the report before it sends; the night's teardown task
+    re-writes it from MLMD later: both read the outcome back from this file.
+    """
+    folder = config.paths.reports / summary["date"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ALERTS_FILE).write_text(json.dumps(
+        {"tfx_run_id": summary["tfx_run_id"], "channels": alerts}, indent=1, sort_keys=True))
+    summary["alerts"] = dict(alerts)
+    return _save(config, summary)
+
+
+def _recorded_alerts(config: Config, summary: dict[str, Any]) -> dict[str, str]:
+    """Channel -> delivery of this run's alert, as record_alerts() kept it; {} when none."""
+    try:
+        record = json.loads((config.paths.reports / summary["date"] / ALERTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(record.get("channels") or {}) if record.get(
+        "tfx_run_id") == summary["tfx_run_id"] else {}
+
+
+def _save(config: Config, summary: dict[str, Any]) -> dict[str, Any]:
+    """Writes summary.json and report.html."""
+    from pipeline_src.decision import render
+
+    night = summary["date"]
     folder = config.paths.reports / night
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     history = render.load_history(config.paths.reports, night)
     (folder / "report.html").write_text(render_html(
-        summary, _statistics_html(config, tfx_run_id), render.section_html(summary, history)))
+        summary, _statistics_html(config, summary["tfx_run_id"]),
+        render.section_html(summary, history)))
     return summary

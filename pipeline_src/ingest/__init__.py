@@ -39,7 +39,7 @@ are this package's interface.
 from __future__ import annotations
 
 from .cli import register
-from .errors import IngestError, TransientError
+from .errors import IngestError, SourceError, TransientError
 from .layout import safe_name
 from .night import ingest_night
 from .parallel import WorkerPool, usable_cpus
@@ -49,6 +49,6 @@ from .sources import GCSStorage, LocalStorage, ObjectInfo, parse_source
 
 __all__ = [
     "GCSStorage", "IngestError", "IngestReport", "LocalStorage", "ObjectInfo", "RetryPolicy",
-    "TransientError", "WorkerPool", "ingest_night", "parse_source", "register", "safe_name",
-    "usable_cpus",
+    "SourceError", "TransientError", "WorkerPool", "ingest_night", "parse_source", "register",
+    "safe_name", "usable_cpus",
 ]

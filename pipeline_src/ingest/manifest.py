@@ -37,14 +37,20 @@ def write_json(path: Path, obj, sync: bool = True) -> None:
 
 
 def load_manifest(span_dir: os.PathLike | str) -> Optional[dict]:
+    """The span's manifest, or None when there is none or it is damaged (truncated,
+    garbage, not a JSON object): then it is only a warning, since the next run fetches
+    every object again and writes a new one."""
     path = Path(span_dir) / MANIFEST_NAME
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except ValueError:
+    except ValueError:                  # UnicodeDecodeError included
+        manifest = None
+    if not isinstance(manifest, dict):
         log.warning("unreadable manifest %s: everything will be fetched again", path)
         return None
+    return manifest
 
 
 def manifest_settings(max_pixels: int) -> dict:
@@ -54,10 +60,12 @@ def manifest_settings(max_pixels: int) -> dict:
 
 def reusable_entries(previous: dict, settings: dict) -> dict:
     """The previous manifest's ingested entries by object name, if made with `settings`."""
-    if previous.get("settings") != settings:
+    objects = previous.get("objects")
+    if previous.get("settings") != settings or not isinstance(objects, list):
         return {}
-    return {e["object"]: e for e in previous.get("objects", [])
-            if e.get("status") == STATUS_INGESTED}
+    return {e["object"]: e for e in objects       # a damaged entry is fetched again
+            if isinstance(e, dict) and e.get("status") == STATUS_INGESTED
+            and isinstance(e.get("object"), str) and isinstance(e.get("file"), str)}
 
 
 def build_manifest(report: "TreeReport", entries: list, settings: dict,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import IngestError
+from .errors import IngestError, SourceError
 from .layout import CORPUS, TOTO, join_prefix, night_prefix
 from .parallel import WorkerPool
 from .planning import UNKNOWN_LABEL_POLICIES
@@ -35,6 +35,7 @@ def _as_date(night) -> dt.date:
 
 def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
                  include_corpus: bool = True, include_night: bool = True,
+                 require_corpus: bool = False,
                  max_pixels: Optional[int] = None,
                  unknown_labels: str = "ingest", known_labels: Sequence[str] = (),
                  storage=None, processes: Optional[int] = None,
@@ -45,6 +46,10 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
     GCSStorage built on its own authenticated client); `source_uri` still
     gives the prefix. `include_night=False` ingests the corpus alone: the
     bootstrap night before Toto's first upload.
+
+    A corpus that yields no example is a SourceError on that bootstrap night
+    (there would be nothing to train on) and with `require_corpus`; otherwise
+    a warning, and the night trains on Toto's nights alone.
 
     `processes`: processes that fetch, decode and write, this one included
     (None or 0: one per usable CPU, for trees with at least
@@ -67,7 +72,8 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
     with WorkerPool.for_processes(processes) as pool:
         report = _ingest_trees(storage, base, night, spans_dir, quarantine_dir,
                                include_corpus=include_corpus, include_night=include_night,
-                               max_pixels=max_pixels, known_labels=tuple(known_labels or ()),
+                               require_corpus=require_corpus, max_pixels=max_pixels,
+                               known_labels=tuple(known_labels or ()),
                                unknown_labels=unknown_labels, threads=threads, pool=pool)
     report.worker_processes = len(pool.stats)
     report.worker_peak_mb = [round(s["peak_rss_kb"] / 1024, 1) for s in pool.stats]
@@ -82,13 +88,17 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
 
 
 def _ingest_trees(storage, base: str, night: dt.date, spans_dir: Path, quarantine_dir: Path,
-                  *, include_corpus: bool, include_night: bool, **common) -> IngestReport:
+                  *, include_corpus: bool, include_night: bool, require_corpus: bool,
+                  **common) -> IngestReport:
     """The corpus tree, then the night's."""
     corpus_report = None
     if include_corpus:
         corpus = ingest_tree(storage, join_prefix(base, CORPUS), spans_dir / CORPUS,
                              quarantine_dir / CORPUS, allow_empty=True,
                              context={"source": CORPUS, "night": CORPUS}, **common)
+        if not corpus.span_examples:
+            _no_corpus(corpus, quarantine_dir / CORPUS,
+                       required=require_corpus or not include_night, bootstrap=not include_night)
         corpus_report = dataclasses.asdict(corpus)
     if not include_night:
         return IngestReport(
@@ -105,3 +115,21 @@ def _ingest_trees(storage, base: str, night: dt.date, spans_dir: Path, quarantin
         unknown_labels=tree.unknown_labels, labels=tree.labels, listed=tree.listed,
         bytes_read=tree.bytes_read, corpus=corpus_report)
     return report
+
+
+def _no_corpus(corpus, quarantine: Path, *, required: bool, bootstrap: bool) -> None:
+    """A corpus with no example: an IngestError when required, else a warning. Nothing is
+    lost either way: an empty listing leaves the corpus span as it was."""
+    uri = corpus.source_uri
+    what = (f"no image of the corpus under {uri} could be ingested ({corpus.listed} objects: "
+            f"{len(corpus.quarantined)} quarantined into {quarantine}, "
+            f"{len(corpus.skipped)} skipped)") if corpus.listed else f"no corpus under {uri}"
+    if not required:
+        log.warning("%s: tonight trains on Toto's nights alone", what)
+        return
+    why = ("the corpus-only night trains on the corpus alone" if bootstrap
+           else "training starts from the curated corpus")
+    alone = "" if bootstrap else "; --no-corpus ingests the night alone"
+    where = uri.rstrip("/") + "/{label}/{name}"
+    raise SourceError(f"{what}: {why}; put it at {where} or check the source "
+                      f"(paths.source, EMERALD_SOURCE, --source){alone}")

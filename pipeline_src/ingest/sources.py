@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .errors import IngestError, TransientError
+from .errors import IngestError, SourceError, TransientError
 from .retry import RetryPolicy
 
 
@@ -47,7 +47,11 @@ class LocalStorage:
         return str(self.root / prefix) if prefix else str(self.root)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        """Regular files under prefix; links are neither followed nor listed."""
+        """Regular files under prefix; links are neither followed nor listed. A missing
+        prefix lists nothing; a missing root is an IngestError (a mistyped source)."""
+        if not self.root.is_dir():
+            raise SourceError(f"source directory {self.root} does not exist: check the source "
+                              f"(paths.source, EMERALD_SOURCE, --source)")
         base = self.root / prefix
         if not base.is_dir():
             return []
@@ -132,10 +136,16 @@ class GCSStorage:
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         def listing():
+            from google.api_core.exceptions import NotFound
             blobs = self.client.list_blobs(self.bucket_name, prefix=prefix,
                                            retry=None, timeout=self.timeout)
-            return [ObjectInfo(b.name, str(b.generation), int(b.size or 0),
-                               b.md5_hash, b.crc32c) for b in blobs]
+            try:
+                return [ObjectInfo(b.name, str(b.generation), int(b.size or 0),
+                                   b.md5_hash, b.crc32c) for b in blobs]
+            except NotFound:     # listing a prefix finds nothing; only a bucket is not found
+                raise SourceError(
+                    f"bucket {self.bucket_name!r} does not exist (listing {self.uri(prefix)}): "
+                    f"check the source (paths.source, EMERALD_SOURCE, --source)") from None
         return sorted(self.retry.call(listing, f"listing {self.uri(prefix)}"),
                       key=lambda o: o.name)
 

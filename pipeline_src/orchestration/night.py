@@ -3,6 +3,10 @@
 Runs the real DAG with `dag.test()` (Airflow's in-process runner) against a
 SQLite Airflow database under EMERALD_HOME, so every task is launched exactly
 as the scheduler would, and TFX is imported once for the whole night.
+
+A night Airflow would not schedule (before `dag.start_date`) is refused before
+Airflow is even imported, and a run in which no task ran is an error, never a
+"success" with empty splits.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from pipeline_src.config import REPO_ROOT, Config, load_config
+from pipeline_src.config import REPO_ROOT, Config, UsageError, load_config, night_arg
 
 
 def airflow_environment(config: Config) -> dict[str, str]:
@@ -27,6 +31,8 @@ def airflow_environment(config: Config) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        # Keras writes ~/.keras/keras.json at import: keep it in EMERALD_HOME.
+        "KERAS_HOME": str(config.paths.home / "keras"),
     }
 
 
@@ -58,9 +64,32 @@ def prepare_airflow(config: Config) -> None:
         open(marker, "w").close()
 
 
+def check_schedulable(config: Config, night: dt.date) -> None:
+    """Raises UsageError for a night before the DAG's start_date: Airflow creates its run
+    but no task instance (a task does not run before its start_date), and the run would
+    be "success" with nothing done."""
+    if night < config.dag.start_date:
+        raise UsageError(
+            f"night {night.isoformat()} is before the DAG's start_date "
+            f"{config.dag.start_date.isoformat()} (dag.start_date in {config.config_file}): "
+            f"Airflow runs no task for it; choose a night from "
+            f"{config.dag.start_date.isoformat()} on")
+
+
+def check_tasks_ran(dag_run, night: dt.date) -> None:
+    """Raises UsageError when `dag.test` returned a run in which no task ran: whatever
+    Airflow calls its state, nothing was trained, validated or reported."""
+    ran = [ti for ti in dag_run.get_task_instances() if ti.state not in (None, "removed")]
+    if not ran:
+        raise UsageError(
+            f"no task ran for night {night.isoformat()} (DAG run {dag_run.run_id}, Airflow "
+            f"state {dag_run.state}): check the DAG's start_date, end_date and its tasks")
+
+
 def run_night(config: Config, night: dt.date, corpus_only: bool = False,
               force_push: bool = False) -> dict[str, Any]:
     """Runs the DAG for `night` and returns the night's summary (with the gate's findings)."""
+    check_schedulable(config, night)
     prepare_airflow(config)
     from airflow.models import DagBag
 
@@ -74,6 +103,7 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
     dag_run = dag.test(execution_date=logical_date, run_conf={"night": night.isoformat(),
                                                                   "corpus_only": corpus_only,
                                                                   "force_push": force_push})
+    check_tasks_ran(dag_run, night)     # before a report could overwrite a real one
     tfx_run_id = f"{dag_run.run_id}.{dag_run.id}"
     written = config.paths.reports / night.isoformat() / "summary.json"
     summary = json.loads(written.read_text()) if written.exists() else {}
@@ -88,7 +118,7 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config()
-    night = dt.date.fromisoformat(args.date)
+    night = dt.date.fromisoformat(args.date)       # checked by night_arg already
     if args.json:
         # Airflow and TFX log to stdout; with --json, stdout is the one JSON object.
         with _stdout_to_stderr():
@@ -117,7 +147,8 @@ def _stdout_to_stderr():
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run one night's DAG run through Airflow")
-    parser.add_argument("--date", required=True, help="the night, YYYY-MM-DD")
+    parser.add_argument("--date", required=True, type=night_arg,
+                        help="the night, YYYY-MM-DD (not before dag.start_date)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--force-push", action="store_true",
                         help="push even when the data gate blocks (alerted)")

@@ -16,6 +16,7 @@ from typing import Optional
 from pipeline_src.orchestration.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
 from pipeline_src.config import Config, load_config
 from pipeline_src.metadata import metadata_connection_config
+from pipeline_src.orchestration.recovery import clear_interrupted_attempt
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,34 @@ def with_beam_args(executor_spec, beam_args):
     return executor_spec
 
 
-def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
-                compiled_dir: Path = COMPILED_DIR) -> None:
-    """Runs one node for the pipeline run `run_id`; raises if it fails."""
+REMOTE_BEAM_RUNNERS = ("dataflowrunner", "flinkrunner", "sparkrunner", "portablerunner",
+                       "prismrunner")
+
+
+def skip_tfx_package_for_local_beam(beam_args) -> bool:
+    """No sdist of TFX for a Beam pipeline that runs in this process.
+
+    TFX's Beam executors build `tfx_ephemeral-*.tar.gz` (an sdist of all of
+    TFX: ~1.4 s and 42 MB left in the temp folder, per Beam node per night)
+    so that remote workers can import TFX, unless the args name a package or
+    container. The DirectRunner imports nothing remotely: skip it. A remote
+    runner keeps TFX's behaviour (the gcp profile names its worker image).
+    """
+    args = " ".join(beam_args).lower()
+    if any(runner in args for runner in REMOTE_BEAM_RUNNERS):
+        return False
+    from tfx.dsl.components.base import base_beam_executor
+
+    base_beam_executor.dependency_utils.make_beam_dependency_flags = lambda flags: list(flags)
+    return True
+
+
+def launcher_arguments(config: Config, node_id: str, *, run_id: str, night: str,
+                       compiled_dir: Path = COMPILED_DIR) -> dict:
+    """The keyword arguments of TFX's portable Launcher for one node of the run `run_id`."""
     from tfx.orchestration import metadata
     from tfx.orchestration.local import runner_utils
-    from tfx.orchestration.portable import launcher, runtime_parameter_utils
+    from tfx.orchestration.portable import runtime_parameter_utils
 
     ir = load_ir(compiled_dir)
     runtime_parameter_utils.substitute_runtime_parameter(
@@ -74,10 +97,7 @@ def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
     nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in ir.nodes}
     if node_id not in nodes:
         raise KeyError(f"no node {node_id!r} in the compiled pipeline; nodes: {sorted(nodes)}")
-    log.info("launching %s for run %s (night %s)", node_id, run_id, night)
-    if "://" not in config.paths.pipeline_root:
-        Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True)
-    node_launcher = launcher.Launcher(
+    return dict(
         pipeline_node=nodes[node_id],
         mlmd_connection=metadata.Metadata(metadata_connection_config(config)),
         pipeline_info=ir.pipeline_info,
@@ -85,7 +105,26 @@ def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
         executor_spec=with_beam_args(
             runner_utils.extract_executor_spec(deployment_config, node_id), config.beam_args),
         custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
-    node_launcher.launch()
+
+
+def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
+                compiled_dir: Path = COMPILED_DIR) -> None:
+    """Runs one node for the pipeline run `run_id`; raises if it fails.
+
+    An earlier attempt of this node in this run that was killed leaves its
+    execution RUNNING; TFX reuses it, so its partial outputs are removed first.
+    """
+    from tfx.orchestration.portable import launcher
+
+    log.info("launching %s for run %s (night %s)", node_id, run_id, night)
+    if "://" not in config.paths.pipeline_root:
+        Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True)
+    arguments = launcher_arguments(config, node_id, run_id=run_id, night=night,
+                                   compiled_dir=compiled_dir)
+    clear_interrupted_attempt(arguments["mlmd_connection"], arguments["pipeline_node"],
+                              arguments["pipeline_info"], arguments["pipeline_runtime_spec"])
+    skip_tfx_package_for_local_beam(config.beam_args)
+    launcher.Launcher(**arguments).launch()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -35,10 +35,12 @@ def _decide_and_write(config: Config, tfx_run_id: str, night: str, state: Option
 
 def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
              send_alert: Callable[[str, str], dict]) -> dict[str, Any]:
-    """The gate: report, alert once, then block or pass.
+    """The gate: report, alert once, record the delivery in the report, then block or pass.
 
-    `send_alert(subject, body)` delivers the night's one alert; raises
-    gate.PushBlocked when blocking findings stand and no override.
+    `send_alert(subject, body)` delivers the night's one alert and returns the
+    outcome per channel. Raises gate.PushBlocked when blocking findings stand and
+    no override, after every channel was tried; a failed delivery never raises
+    (the data decides the push, not the mail server): it is logged and reported.
     """
     summary, decision = _decide_and_write(config, tfx_run_id, night, "running", force_push)
     for finding in summary["findings"]:
@@ -47,8 +49,8 @@ def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
     alerts: dict = {}
     if decision.needs_alert:
         subject, body = gate.alert_text(decision, night, previous, summary["report_url"])
-        alerts = send_alert(subject, body)
-        log.info("alert %r: %s", subject, alerts)
+        alerts = _deliver(send_alert, subject, body)
+        summary = report.record_alerts(config, summary, alerts)
     if decision.forced:
         log.warning("force_push: pushing despite %d blocking finding(s)", len(decision.blocking))
     if decision.blocked:
@@ -58,13 +60,32 @@ def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
             "findings": summary["findings"], "alerts": alerts}
 
 
-def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = None):
-    """Delivery through Airflow's notifiers, at most once per run and channel."""
+def _deliver(send_alert: Callable[[str, str], dict], subject: str, body: str) -> dict:
+    """The delivery per channel; whatever goes wrong is an outcome, not an exception."""
+    try:
+        alerts = dict(send_alert(subject, body))
+    except Exception as error:  # noqa: BLE001 - its message may hold a secret: the type only
+        log.error("alert %r not delivered: %s", subject, type(error).__name__)
+        return {"alert": f"failed: {type(error).__name__}"}
+    failed = sorted(channel for channel, outcome in alerts.items()
+                    if str(outcome).startswith("failed"))
+    if failed:    # each failure's reason is logged by the hook, and kept in the report
+        log.warning("alert %r not delivered on %s", subject, ", ".join(failed))
+    log.info("alert %r: %s", subject, alerts)
+    return alerts
+
+
+def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = None,
+                 **delivery: Any):
+    """Delivery through Airflow's notifiers, at most once per run and channel.
+
+    `delivery`: the hook's `attempts` and `backoff` (its defaults in alerts.py).
+    """
     from pipeline_src.decision.alerts import EmeraldAlertHook
 
     hook = EmeraldAlertHook(
         marker_dir=config.paths.reports / night, smtp_conn_id=config.alerts.smtp_conn_id,
-        slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails)
+        slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails, **delivery)
     return lambda subject, body: hook.send(tfx_run_id, subject, body, context or {})
 
 

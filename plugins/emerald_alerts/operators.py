@@ -27,7 +27,9 @@ class DataGateOperator(_NightRunOperator):
 
     A blocking finding fails this task (red in the UI), so the Pusher
     downstream is `upstream_failed`. `force_push` lets the push through, logged
-    and alerted.
+    and alerted. An alert channel that is down is retried inside the task, then
+    shown in the task log and the night's report: it fails nothing, and the
+    other channel still alerts.
     """
 
     ui_color = "#f9d71c"

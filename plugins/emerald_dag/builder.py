@@ -48,16 +48,39 @@ def run_emerald(argv: Sequence[str]) -> None:
     """ExternalPythonOperator callable: `emerald ARGV` in the TFX virtualenv.
 
     Self-contained (Airflow ships its source to the other interpreter). A
-    blocked push fails the task without retry, as in the worker's process.
+    blocked push fails the task, whose error names the reason the gate printed:
+    Airflow re-raises any failure of the other interpreter as AirflowException
+    (what does not retry the gate is its `retries=0`).
     """
-    from airflow.exceptions import AirflowFailException
+    import contextlib
+    import io
+    import sys
 
     from pipeline_src.tools.cli import main
     from pipeline_src.orchestration.tasks import BLOCKED_EXIT_CODE
 
-    code = main(list(argv))
+    class Tail(io.TextIOBase):
+        """Writes through to stdout (the task's log, live), keeping the last few KiB."""
+
+        def __init__(self, out):
+            self.out, self.text = out, ""
+
+        def write(self, text):
+            self.out.write(text)
+            self.text = (self.text + text)[-4096:]
+            return len(text)
+
+        def flush(self):
+            self.out.flush()
+
+    printed = Tail(sys.stdout)
+    with contextlib.redirect_stdout(printed):
+        code = main(list(argv))
     if code == BLOCKED_EXIT_CODE:
-        raise AirflowFailException(f"emerald {argv[0]}: push blocked (see the log above)")
+        from airflow.exceptions import AirflowFailException   # Airflow's import, only here
+
+        lines = printed.text.strip().splitlines()     # the gate prints its reason last
+        raise AirflowFailException(f"emerald {argv[0]}: {lines[-1] if lines else 'push blocked'}")
     if code:
         raise RuntimeError(f"emerald {' '.join(argv)} exited {code}")
 
@@ -71,9 +94,11 @@ def _task(config: Config, task_id: str, argv: list[str],
     if runner == "external_python":
         from airflow.operators.python import ExternalPythonOperator
 
+        # expect_airflow=False: the arguments arrive rendered, so the other interpreter needs
+        # no Airflow macros, and skips loading Airflow's plugins (~2 s a task) to run a node.
         return ExternalPythonOperator(
             task_id=task_id, python=config.dag.external_python, python_callable=run_emerald,
-            op_args=[argv], expect_airflow=True, **task_args)
+            op_args=[argv], expect_airflow=False, **task_args)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
 
@@ -168,7 +193,7 @@ def _ingestion_tasks(config: Config):
     wait = NightUploadCompleteSensor(
         task_id=WAIT_FOR_NIGHT, source=config.paths.source,
         completion=config.ingest.completion, quiet_seconds=config.ingest.quiet_seconds,
-        timeout=config.ingest.timeout_seconds, poke_interval=60, mode="poke")
+        timeout=config.ingest.timeout_seconds, poke_interval=60, deferrable=True)
     ingest = IngestNightOperator(
         task_id=INGEST_NIGHT, source=config.paths.source,
         spans_dir=str(config.paths.spans), quarantine_dir=str(config.paths.quarantine),

@@ -65,6 +65,16 @@ class EmeraldGCSHook(GCSHook):
         return ingest.ingest_night(source_uri, night, spans_dir, quarantine_dir,
                                    storage=storage, **kwargs)
 
+    def catch_up_late_uploads(self, source_uri: str, night, spans_dir, quarantine_dir,
+                              **kwargs):
+        """pipeline_src.ingest.late.catch_up with this hook's client for a gs:// source."""
+        from pipeline_src import ingest
+        from pipeline_src.ingest import late
+        kind, where, _ = ingest.parse_source(source_uri)
+        storage = self.storage(where) if kind == "gs" else None
+        return late.catch_up(source_uri, night, spans_dir, quarantine_dir,
+                             storage=storage, **kwargs)
+
 
 def split_gs(uri: str) -> tuple[str, str]:
     """gs://bucket/some/prefix/ -> ("bucket", "some/prefix/")."""

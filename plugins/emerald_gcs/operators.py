@@ -31,11 +31,14 @@ class IngestNightOperator(BaseOperator):
         (default ``ingest.processes``; 0: one per CPU for nights worth it).
     :param threads: fetch threads per process (default: 1 for a local source,
         4 for GCS; 2 x CPUs when the task's process works alone).
+    :param late_lookback_nights: earlier nights whose folders are listed again for
+        late uploads (``pipeline_src.ingest.late``); 0 turns the look-back off.
+    :param reports_dir: where the night's ``late_uploads.json`` goes (default ``paths.reports``).
     :param gcp_conn_id: Airflow connection for GCS (``google_cloud_default``).
     """
 
     template_fields: Sequence[str] = ("source", "night", "night_prefix", "spans_dir",
-                                      "quarantine_dir", "corpus_only")
+                                      "quarantine_dir", "reports_dir", "corpus_only")
     ui_color = "#e8f4ea"
 
     def __init__(self, *, source: Optional[str] = None, night: str = DEFAULT_NIGHT,
@@ -45,6 +48,7 @@ class IngestNightOperator(BaseOperator):
                  unknown_labels: Optional[str] = None,
                  known_labels: Optional[Sequence[str]] = None,
                  processes: Optional[int] = None, threads: Optional[int] = None,
+                 late_lookback_nights: int = 7, reports_dir: Optional[str] = None,
                  gcp_conn_id: str = "google_cloud_default",
                  impersonation_chain: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -60,11 +64,13 @@ class IngestNightOperator(BaseOperator):
         self.known_labels = tuple(known_labels) if known_labels is not None else None
         self.processes = processes
         self.threads = threads
+        self.late_lookback_nights = late_lookback_nights
+        self.reports_dir = None if reports_dir is None else str(reports_dir)
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
 
     def execute(self, context) -> dict:
-        from airflow.exceptions import AirflowException
+        from airflow.exceptions import AirflowException, AirflowFailException
         from pipeline_src import ingest
         from pipeline_src.config import load_config
 
@@ -80,19 +86,50 @@ class IngestNightOperator(BaseOperator):
         spans = self.spans_dir or str(cfg.paths.spans)
         quarantine = self.quarantine_dir or str(cfg.paths.quarantine)
         self.log.info("ingesting %s into %s", self.night_prefix, spans)
+        hook = None
+        if self.source.startswith("gs://"):
+            from emerald_gcs.hooks import EmeraldGCSHook
+            hook = EmeraldGCSHook(gcp_conn_id=self.gcp_conn_id,
+                                  impersonation_chain=self.impersonation_chain)
+        # A local directory (the demo) needs no GCS and no provider import.
+        ingest_fn = hook.ingest_night if hook else ingest.ingest_night
         try:
-            if self.source.startswith("gs://"):
-                from emerald_gcs.hooks import EmeraldGCSHook
-                hook = EmeraldGCSHook(gcp_conn_id=self.gcp_conn_id,
-                                      impersonation_chain=self.impersonation_chain)
-                report = hook.ingest_night(self.source, self.night, spans, quarantine, **kwargs)
-            else:   # a local directory (the demo): no GCS, no provider import
-                report = ingest.ingest_night(self.source, self.night, spans, quarantine, **kwargs)
+            report = ingest_fn(self.source, self.night, spans, quarantine, **kwargs)
+        except ingest.SourceError as exc:        # the source is wrong: retrying cannot help
+            raise AirflowFailException(f"ingesting {self.night_prefix} failed: {exc}") from exc
         except ingest.IngestError as exc:
             raise AirflowException(f"ingesting {self.night_prefix} failed: {exc}") from exc
+        late_nights = []
+        if kwargs["include_night"] and self.late_lookback_nights > 0:
+            late_nights = self._catch_up(hook, spans, quarantine,
+                                         self.reports_dir or str(cfg.paths.reports),
+                                         cfg.dag.start_date, kwargs)
         for q in report.quarantined:
             self.log.warning("quarantined %s: %s", q["object"], q["reason"])
         self.log.info("night %s: %d ingested, %d unchanged, %d quarantined, %d examples",
                       report.date, report.ingested, report.unchanged, len(report.quarantined),
                       report.span_examples)
-        return report.to_dict()
+        return {**report.to_dict(), "late_uploads": [n.to_dict() for n in late_nights]}
+
+    def _catch_up(self, hook, spans: str, quarantine: str, reports: str, first_night,
+                  kwargs: dict) -> list:
+        """Earlier nights that gained uploads since they were ingested, ingested again."""
+        from airflow.exceptions import AirflowException
+        from pipeline_src import ingest
+        from pipeline_src.ingest import late
+
+        catch_up = hook.catch_up_late_uploads if hook else late.catch_up
+        args = {k: v for k, v in kwargs.items() if k not in ("include_corpus", "include_night")}
+        try:
+            caught = catch_up(self.source, self.night, spans, quarantine,
+                              lookback=self.late_lookback_nights, first_night=first_night,
+                              **args)
+        except ingest.IngestError as exc:
+            raise AirflowException(f"catching up late uploads before {self.night} failed: "
+                                   f"{exc}") from exc
+        late.write_record(reports, self.night, caught)
+        for n in caught:
+            self.log.warning("%s night %s: %d upload(s) arrived after it was ingested; now "
+                             "ingested (%d, %d quarantined): %s", n.kind, n.night, n.count,
+                             n.ingested, n.quarantined, ", ".join(n.objects[:5]))
+        return caught

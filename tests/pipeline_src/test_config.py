@@ -91,13 +91,36 @@ def test_gcp_profile_merges_over_the_defaults():
     assert cfg.data.labels == ("lion", "tiger", "bear")     # untouched keys keep their value
 
 
-def test_unknown_profile_is_a_clear_error():
-    with pytest.raises(config.ConfigError, match="not found"):
-        config.load_config(env={"EMERALD_PROFILE": "mars"})
+@pytest.mark.parametrize("profile", ["mars", "../emerald", "profiles/gcp"])
+def test_unknown_profile_is_a_clear_error_naming_the_profiles(profile):
+    """A profile is a name among include/profiles/*.yaml, never a path to some YAML file."""
+    with pytest.raises(config.ConfigError) as exc:
+        config.load_config(env={"EMERALD_PROFILE": profile})
+    assert str(exc.value).startswith(f"unknown profile {profile!r} (EMERALD_PROFILE): ")
+    assert "are docker, gcp;" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_bad_choice_names_its_setting_and_the_file(tmp_path):
+    error = _load_edited(tmp_path, "completion: quiet ", "completion: soon ",
+                         r"ingest\.completion 'soon' is not one of \('quiet', 'marker'\)")
+    assert error.startswith(f"{tmp_path / 'bad.yaml'}: ")
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("2026-13-45", "(month must be in 1..12)"), ("2026-02-30", "(day is out of range for month)"),
+    ("yesterday", ""), ("2026-1-2", ""), ("20260102", ""), ("", ""),
+])
+def test_night_arg_takes_only_a_real_yyyy_mm_dd_date(value, reason):
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError) as exc:
+        config.night_arg(value)
+    assert str(exc.value) == f"{value!r} is not a night: YYYY-MM-DD, a real date" + (
+        f" {reason}" if reason else "")
+    assert config.night_arg("2026-01-02") == "2026-01-02"      # unchanged: a string
 
 
 def test_gate_policy_kinds_are_validated(tmp_path):
-    text = config.DEFAULT_CONFIG_FILE.read_text().replace("warn: [drift, prediction]", "warn: [vibes]")
+    text = config.DEFAULT_CONFIG_FILE.read_text().replace("warn: [drift, prediction, late]", "warn: [vibes]")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     with pytest.raises(config.ConfigError, match="vibes"):

@@ -1,6 +1,7 @@
 """The Airflow plugin against a real gcp-storage-emulator (started by conftest)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ def good_files() -> dict:
 def operator(gcs, **kwargs):
     from emerald_gcs.operators import IngestNightOperator
     args = dict(task_id="ingest", source=gcs.source, night=NIGHT, spans_dir=str(gcs.spans),
-                quarantine_dir=str(gcs.quarantine), max_pixels=testing.BAD_MAX_PIXELS,
+                quarantine_dir=str(gcs.quarantine), reports_dir=str(gcs.spans.parent / "reports"), max_pixels=testing.BAD_MAX_PIXELS,
                 known_labels=LABELS, unknown_labels="ingest")
     args.update(kwargs)
     return IngestNightOperator(**args)
@@ -287,20 +288,155 @@ def test_permanent_error_fails_naming_the_object_and_keeps_the_old_span(gcs, mon
     assert span_files(gcs) == before                  # the previous span is untouched
 
 
+# --------------------------------------------------------------------------- late uploads
+
+NEXT_NIGHT = "2026-01-03"
+
+
+def test_a_late_upload_is_ingested_the_next_night_and_reported(gcs):
+    gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})
+    operator(gcs).execute({})
+    gcs.upload(NIGHT, {"tiger/late.jpg": testing.jpeg(color=(10, 200, 10))})  # after ingestion
+    gcs.upload(NEXT_NIGHT, {"bear/c.jpg": testing.jpeg()})
+    result = operator(gcs, night=NEXT_NIGHT).execute({})
+    assert result["ingested"] == 1                                   # tonight's own image
+    assert result["late_uploads"] == [{
+        "night": NIGHT, "kind": "late", "objects": [f"cam/toto/{NIGHT}/tiger/late.jpg"],
+        "count": 1, "ingested": 1, "quarantined": 0}]
+    assert sorted(span_files(gcs)) == ["lion/a.jpg", "tiger/late.jpg"]   # in Monday's span
+    assert manifest(gcs)["counts"]["unchanged"] == 1                  # a.jpg not fetched again
+    from pipeline_src.ingest import late
+    assert late.read_record(gcs.spans.parent / "reports", NEXT_NIGHT) == result["late_uploads"]
+    again = operator(gcs, night=NEXT_NIGHT).execute({})               # a rerun: nothing late
+    assert again["late_uploads"] == []
+    assert late.read_record(gcs.spans.parent / "reports", NEXT_NIGHT) == result["late_uploads"]
+
+
+def test_a_night_that_never_ran_is_caught_up_as_missed_but_not_before_the_start(gcs):
+    gcs.upload("2025-12-31", {"lion/old.jpg": testing.jpeg()})        # before dag.start_date
+    gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})                  # its DAG run never ran
+    gcs.upload(NEXT_NIGHT, {"bear/c.jpg": testing.jpeg()})
+    result = operator(gcs, night=NEXT_NIGHT).execute({})
+    assert [(n["night"], n["kind"], n["count"]) for n in result["late_uploads"]] == [
+        (NIGHT, "missed", 1)]
+    assert sorted(span_files(gcs)) == ["lion/a.jpg"]
+    assert not (gcs.spans / "toto" / "2025-12-31").exists()
+
+
+def test_the_look_back_is_bounded_and_can_be_switched_off(gcs):
+    gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})
+    gcs.upload(NEXT_NIGHT, {"bear/c.jpg": testing.jpeg()})
+    gcs.upload("2026-01-10", {"bear/d.jpg": testing.jpeg()})
+    assert operator(gcs, night=NEXT_NIGHT, late_lookback_nights=0).execute({})[
+        "late_uploads"] == []
+    assert operator(gcs, night="2026-01-10", late_lookback_nights=7).execute({})[
+        "late_uploads"] == []                      # 2026-01-02 is 8 nights back
+    assert not night_dir(gcs).exists()
+
+
 # --------------------------------------------------------------------------- sensor
 
-def test_sensor_quiet_period_reuses_provider_sensor(gcs):
+def _deferred(sensor):
+    """The trigger the sensor hands to the triggerer, rebuilt from its serialised form
+    (as the triggerer does), so what runs is what survives the database."""
+    import importlib
+
+    from airflow.exceptions import TaskDeferred
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    assert deferred.value.method_name == "execute_complete"
+    classpath, kwargs = deferred.value.trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    json.dumps(kwargs)                                  # stored as JSON in the trigger table
+    return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def _fire(trigger) -> dict:
+    import asyncio
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+    return asyncio.run(first_event())
+
+
+def test_sensor_defers_and_the_trigger_waits_for_a_quiet_period_after_the_last_upload(gcs):
+    import threading
     from emerald_gcs.sensors import NightUploadCompleteSensor
     gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})
     sensor = NightUploadCompleteSensor(task_id="wait", source=gcs.source, night=NIGHT,
                                        completion="quiet", quiet_seconds=1, poke_interval=0.2,
-                                       timeout=20)
+                                       timeout=30)
+    trigger = _deferred(sensor)     # one object seen: the quiet period has not passed
+    late = threading.Timer(0.6, gcs.upload, (NIGHT, {"tiger/b.jpg": testing.jpeg()}))
+    started = time.monotonic()
+    late.start()
+    event = _fire(trigger)
+    late.join()
+    assert event == {"status": "complete", "objects": 2}   # the upload during the wait counted
+    assert time.monotonic() - started >= 0.6 + 1.0         # quiet for 1 s after the last one
+    sensor.execute_complete({}, event)                     # succeeds
+
+
+def test_deferred_sensor_times_out_naming_the_night_and_the_rule(gcs):
+    from airflow.exceptions import AirflowSensorTimeout
+
+    from emerald_gcs.sensors import NightUploadCompleteSensor
+    sensor = NightUploadCompleteSensor(task_id="wait", source=gcs.source, night="2026-09-09",
+                                       completion="quiet", quiet_seconds=0.2,
+                                       poke_interval=0.1, timeout=0.6)
+    event = _fire(_deferred(sensor))
+    assert event == {"status": "timeout"}
+    with pytest.raises(AirflowSensorTimeout, match=r"toto/2026-09-09/.*no new upload for 0.2s"):
+        sensor.execute_complete({}, event)
+
+
+@pytest.mark.parametrize("completion", ["quiet", "marker"])
+def test_a_missing_bucket_fails_at_once_in_the_worker_and_in_the_triggerer(gcs, completion):
+    from airflow.exceptions import AirflowFailException
+
+    from emerald_gcs.sensors import NightUploadCompleteSensor
+    from emerald_gcs.triggers import NightUploadTrigger
+    sensor = NightUploadCompleteSensor(task_id="wait", source="gs://no-such-bucket/cam",
+                                       night=NIGHT, completion=completion, poke_interval=0.1,
+                                       timeout=30)
+    with pytest.raises(AirflowFailException, match="gs://no-such-bucket does not exist"):
+        sensor.execute({})                      # failed for good: no retry of a typo
+    trigger = NightUploadTrigger(dataclasses.asdict(sensor.watch()), 0.1, time.time() + 30)
+    started = time.monotonic()
+    event = _fire(trigger)
+    assert time.monotonic() - started < 5
+    assert event["status"] == "error" and "no-such-bucket does not exist" in event["message"]
+    with pytest.raises(AirflowFailException, match="no-such-bucket does not exist"):
+        sensor.execute_complete({}, event)
+
+
+def test_a_complete_night_does_not_defer(gcs):
+    from emerald_gcs.sensors import NightUploadCompleteSensor
+    gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg(), "_SUCCESS": b""})
+    sensor = NightUploadCompleteSensor(task_id="wait", source=gcs.source, night=NIGHT,
+                                       completion="marker", poke_interval=0.1, timeout=5)
+    assert sensor.execute({}) is None                      # no TaskDeferred raised
+
+
+def test_the_nightly_dag_waits_in_the_triggerer(monkeypatch):
+    from pipeline_src.config import load_config
+    from emerald_dag.builder import build_nightly_dag
+    from pipeline_src.names import WAIT_FOR_NIGHT
+    wait = build_nightly_dag(load_config()).get_task(WAIT_FOR_NIGHT)
+    assert wait.deferrable is True and wait.mode == "poke"   # poke mode is never reached
+
+
+def test_poking_sensor_waits_for_the_quiet_period(gcs):
+    from emerald_gcs.sensors import NightUploadCompleteSensor
+    gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})
+    sensor = NightUploadCompleteSensor(task_id="wait", source=gcs.source, night=NIGHT,
+                                       completion="quiet", quiet_seconds=1, poke_interval=0.2,
+                                       timeout=20, deferrable=False)
     started = time.monotonic()
     sensor.execute({})
     assert 1.0 <= time.monotonic() - started < 10
-    from airflow.providers.google.cloud.sensors.gcs import GCSUploadSessionCompleteSensor
-    assert isinstance(sensor._inner, GCSUploadSessionCompleteSensor)
-    assert sensor._inner.previous_objects == {f"cam/toto/{NIGHT}/lion/a.jpg"}
+    assert sensor.watch().last_names == [f"cam/toto/{NIGHT}/lion/a.jpg"]
 
 
 def test_sensor_marker_waits_for_success_file_and_times_out_naming_the_prefix(gcs):
@@ -309,7 +445,7 @@ def test_sensor_marker_waits_for_success_file_and_times_out_naming_the_prefix(gc
     from emerald_gcs.sensors import NightUploadCompleteSensor
     gcs.upload(NIGHT, {"lion/a.jpg": testing.jpeg()})
     kwargs = dict(task_id="wait", source=gcs.source, night=NIGHT, completion="marker",
-                  poke_interval=0.1, timeout=0.5)
+                  poke_interval=0.1, timeout=0.5, deferrable=False)
     with pytest.raises(AirflowSensorTimeout) as err:
         NightUploadCompleteSensor(**kwargs).execute({})
     assert f"gs://{gcs.bucket}/cam/toto/{NIGHT}/" in str(err.value)
@@ -324,7 +460,7 @@ def test_sensor_quiet_times_out_on_an_empty_night(gcs):
     from emerald_gcs.sensors import NightUploadCompleteSensor
     sensor = NightUploadCompleteSensor(task_id="wait", source=gcs.source, night="2026-09-09",
                                        completion="quiet", quiet_seconds=0.2,
-                                       poke_interval=0.1, timeout=0.6)
+                                       poke_interval=0.1, timeout=0.6, deferrable=False)
     with pytest.raises(AirflowSensorTimeout, match=r"toto/2026-09-09/"):
         sensor.execute({})
 

@@ -158,3 +158,28 @@ def test_the_ack_command_adds_lists_and_revokes(tmp_path, monkeypatch, capsys):
     assert text.startswith("# Accepted, lasting shifts") and "revoked_by: toto" in text
     (entry,) = acknowledgments.load(tmp_path / "acks.yaml")
     assert entry.from_night == dt.date(2026, 1, 5) and entry.by == "dorothy"
+
+
+def test_late_uploads_caught_up_tonight_warn_and_are_spelled_out_in_the_alert(tmp_path):
+    """The ingest task's record (pipeline_src.ingest.late) becomes a warning: alerted,
+    never blocking, with the night it belonged to and how many arrived late."""
+    from pipeline_src.decision import report
+    from pipeline_src.ingest import late
+
+    late.write_record(tmp_path, "2026-01-05", [
+        late.LateNight(night="2026-01-03", kind="late", objects=["cam/toto/2026-01-03/lion/x.jpg"],
+                       count=1, ingested=1),
+        late.LateNight(night="2026-01-04", kind="missed", objects=["a", "b"], count=2,
+                       ingested=1, quarantined=1)])
+    summary = {"date": "2026-01-05",
+               "late_uploads": report.late_upload_findings(tmp_path, "2026-01-05")}
+    policy = GateConfig(block=("schema", "skew"), warn=("drift", "prediction", "late"))
+    decision = gate.decide(gate.findings_from_summary(summary), policy, force_push=False)
+    assert not decision.blocked and decision.needs_alert
+    assert [(f.kind, f.feature, f.anomaly) for f in decision.warnings] == [
+        ("late", "toto/2026-01-03", "LATE_UPLOADS"), ("late", "toto/2026-01-04", "MISSED_NIGHT")]
+    _, body = gate.alert_text(decision, "2026-01-05", None, "http://x/report")
+    assert ("toto/2026-01-03: 1 upload(s) arrived after that night was ingested; ingested "
+            "tonight (1 accepted, 0 quarantined) (LATE_UPLOADS), caught up on 2026-01-05") in body
+    assert "toto/2026-01-04: 2 upload(s) were never ingested (no DAG run that night)" in body
+    assert report.late_upload_findings(tmp_path, "2026-01-06") == []    # nothing that night

@@ -267,3 +267,39 @@ def test_an_unknown_run_reads_as_nothing(config, store):
     assert summary["splits"] == {} and summary["validation"] is None
     assert (summary["blessed"], summary["pushed"], summary["pushed_version"]) == (
         False, False, None)
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_names_from_the_data_are_escaped_in_report_html(config, store):
+    """A label, a property, a split, a baseline and a file name that are HTML stay text."""
+    from pipeline_src.decision import gate
+
+    validation = dict(TONIGHT_COMPARISONS, skipped=[
+        {"kind": "drift", "reason": f"no readable image in {SCRIPT}.jpg"}], comparisons=[
+        dict(comparison("skew", SCRIPT, f"training {SCRIPT}", 0.75, 0.3, 1e-4, 0.002, True),
+             details={"histogram": {"categories": [SCRIPT, "lion"], "tonight": [0.6, 0.4],
+                                    "baseline": [0.1, 0.9]}})])
+    summary = {
+        "date": NIGHT, "tfx_run_id": RUN, "state": "running", "eval_mode": SCRIPT,
+        "splits": {SCRIPT: 3, "eval": 36}, "rejected": 0, "previous_night": "2026-01-01",
+        "anomalies": [{"where": SCRIPT, "feature": SCRIPT, "type": "SCHEMA_NEW_COLUMN",
+                       "description": f"values missing from the schema: {SCRIPT}"}],
+        "validation": validation, **report.comparison_findings(validation),
+        "accuracy": {"overall": 0.9, "slices": {f"label={SCRIPT}": 0.5}},
+        "blessed": False, "pushed": False, "pushed_version": None}
+    last_night = dict(summary, date="2026-01-01", validation=dict(validation, night="2026-01-01"))
+    (config.paths.reports / "2026-01-01").mkdir(parents=True)
+    (config.paths.reports / "2026-01-01" / "summary.json").write_text(json.dumps(last_night))
+    decision = gate.decide(gate.findings_from_summary(summary), config.gate, force_push=False)
+    report.write(config, summary, decision)
+    report.record_alerts(config, summary, {"email": f"failed: SMTPDataError: {SCRIPT}"})
+
+    page = (config.paths.reports / NIGHT / "report.html").read_text()
+    assert "<script" not in page.lower()
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert page.count(escaped) >= 8, page      # finding, split, slice, table, reason, alerts...
+    assert f"label={escaped}" in page and f"no readable image in {escaped}.jpg" in page
+    assert f"failed: SMTPDataError: {escaped}" in page
+    assert 'data-feature="&lt;script&gt;' in page      # the SVG charts' own attributes

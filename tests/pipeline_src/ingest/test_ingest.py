@@ -232,5 +232,90 @@ def test_cli_json(src, tmp_path, capsys, monkeypatch):
     assert cli.main(argv) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (again["ingested"], again["unchanged"]) == (0, len(testing.GOOD))
-    assert cli.main(["ingest", "--source", str(src), "--date", "2026-05-05"]) == 1
-    assert "no objects under" in capsys.readouterr().err
+    assert cli.main(["ingest", "--source", str(src), "--date", "2026-05-05"]) == 2
+    assert capsys.readouterr().err.startswith("emerald: error: no objects under")
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("policy", ["ingest", "hold"])
+def test_an_unknown_label_folder_follows_the_policy(src, tmp_path, policy, capsys, monkeypatch):
+    """`ingest.unknown_labels`: ingest (into the span, counted, for the schema check to flag)
+    or hold (quarantined with the reason, out of the span): one outcome each, said once."""
+    from pipeline_src.tools import cli
+    night = src / "toto" / NIGHT.isoformat()
+    testing.write_tree(night, {"zebra/z1.jpg": testing.jpeg(), "zebra/z2.png": testing.png()})
+    monkeypatch.setenv("EMERALD_HOME", str(tmp_path / "home"))
+    assert cli.main(["ingest", "--source", str(src), "--date", NIGHT.isoformat(),
+                     "--unknown-labels", policy]) == 0
+    out = capsys.readouterr().out
+    span = tmp_path / "home" / "spans" / "toto" / NIGHT.isoformat()
+    held = tmp_path / "home" / "quarantine" / NIGHT.isoformat() / "zebra"
+    manifest = json.loads((span / "_manifest.json").read_text())
+    if policy == "ingest":
+        assert sorted(p.name for p in (span / "zebra").iterdir()) == ["z1.jpg", "z2.png"]
+        assert manifest["unknown_labels"] == {"zebra": 2} and manifest["counts"]["held"] == 0
+        assert "unknown label 'zebra' (not in data.labels): 2 ingested" in out
+        assert "  quarantined " not in out and not held.exists()
+    else:
+        assert not (span / "zebra").exists() and manifest["counts"]["held"] == 2
+        assert sorted(p.name for p in held.iterdir()) == [
+            "z1.jpg", "z1.jpg.reason.txt", "z2.png", "z2.png.reason.txt"]
+        assert "reason: label not in schema" in (held / "z1.jpg.reason.txt").read_text()
+        assert f"quarantined toto/{NIGHT.isoformat()}/zebra/z1.jpg: label not in schema" in out
+        assert "unknown label" not in out
+    assert manifest["example_count"] == len(testing.GOOD) + (2 if policy == "ingest" else 0)
+
+
+def test_a_missing_source_directory_fails_naming_it(tmp_path):
+    """A SourceError: the source is wrong, retrying the night will not help."""
+    with pytest.raises(ingest.SourceError, match=r"source directory .*nowhere does not exist"):
+        run(tmp_path / "nowhere", tmp_path)
+    assert not (tmp_path / "spans" / "toto" / NIGHT.isoformat()).exists()
+
+
+def test_no_corpus_fails_the_bootstrap_night_and_only_warns_on_a_toto_night(tmp_path, caplog):
+    (tmp_path / "source").mkdir()
+    testing.write_tree(tmp_path / "source" / "toto" / NIGHT.isoformat(),
+                       {"lion/a.jpg": testing.jpeg()})
+    with pytest.raises(ingest.SourceError,
+                       match=r"no corpus under .*source/corpus: the corpus-only night trains on "
+                             r"the corpus alone; put it at .*source/corpus/\{label\}/\{name\}"):
+        run(tmp_path / "source", tmp_path, include_night=False)
+    with pytest.raises(ingest.SourceError, match=r"no corpus under .*--no-corpus"):
+        run(tmp_path / "source", tmp_path, require_corpus=True)
+    assert not (tmp_path / "spans" / "toto").exists()           # stopped before the night
+    with caplog.at_level("WARNING", logger="pipeline_src.ingest"):
+        report = run(tmp_path / "source", tmp_path)
+    assert report.span_examples == 1
+    assert "no corpus under" in caplog.text and "Toto's nights alone" in caplog.text
+
+
+def test_a_corpus_of_bad_files_alone_is_no_corpus(tmp_path):
+    testing.write_tree(tmp_path / "source" / "corpus", {"lion/x.jpg": b"", "lion/y.jpg": b"?"})
+    with pytest.raises(ingest.SourceError, match=r"no image of the corpus under .* could be "
+                                                 r"ingested \(2 objects: 2 quarantined into "):
+        run(tmp_path / "source", tmp_path, include_night=False)
+    assert len(list((tmp_path / "q" / "corpus" / "lion").glob("*.reason.txt"))) == 2
+
+
+@pytest.mark.parametrize("damage", [
+    b'{"version": 1, "objects": [{"obj',                       # truncated
+    bytes(range(256)) * 4,                                      # garbage, not even UTF-8
+    b"[1, 2, 3]",                                               # JSON, but not a manifest
+    b'{"version": 1, "settings": SETTINGS, "objects": [7, {"status": "ingested"}, '
+    b'{"object": 1, "file": null, "status": "ingested"}]}',   # damaged entries
+])
+def test_a_damaged_manifest_is_a_warning_and_the_night_is_fetched_again(src, tmp_path, damage,
+                                                                          caplog):
+    run(src, tmp_path)
+    span = tmp_path / "spans" / "toto" / NIGHT.isoformat()
+    settings = json.loads((span / "_manifest.json").read_text())["settings"]
+    (span / "_manifest.json").write_bytes(damage.replace(b"SETTINGS",
+                                                         json.dumps(settings).encode()))
+    with caplog.at_level("WARNING", logger="pipeline_src.ingest"):
+        again = run(src, tmp_path)
+    assert (again.ingested, again.unchanged) == (len(testing.GOOD), 0)
+    assert json.loads((span / "_manifest.json").read_text())["example_count"] == len(testing.GOOD)
+    if b"SETTINGS" not in damage:
+        assert f"unreadable manifest {span / '_manifest.json'}" in caplog.text

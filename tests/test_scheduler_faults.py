@@ -1,0 +1,283 @@
+"""Faults under the real scheduler: a killed node, a killed scheduler, a night triggered twice.
+
+A real `airflow scheduler` and `airflow triggerer` (SequentialExecutor, SQLite:
+every task its own `airflow tasks run` process) run Toto's night 2026-01-02
+twice, as two DAG runs of the same night:
+
+* Run A is triggered before Toto's photos exist: its sensor defers to the
+  triggerer (no worker slot held). Run B, triggered right after it, waits
+  queued (`max_active_runs=1`) the whole time A runs.
+* The photos arrive; while A's Trainer is training (its execution RUNNING in
+  MLMD), the task's process group is SIGKILLed. Airflow retries it; the retry
+  removes the killed attempt's partial outputs and completes. A succeeds.
+* While B's Transform runs, the scheduler itself is SIGKILLed, then started
+  again: it picks the night up and B succeeds.
+* MLMD then holds, per run and per node, one execution, COMPLETE, whose
+  outputs are the only directories under that node's outputs in the pipeline
+  root: nothing duplicated, nothing orphaned.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+NIGHT = "2026-01-02"
+DAG_ID = "emerald_nightly"
+RUN_A, RUN_B = "fault_a", "fault_b"
+NIGHT_TIMEOUT = 25 * 60
+
+
+class LocalScheduler:
+    """`airflow scheduler` + `airflow triggerer` in their own process groups."""
+
+    def __init__(self, env: dict, logs: Path):
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
+                              capture_output=True, text=True, timeout=300)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
+        return proc
+
+    def start(self, name: str) -> None:
+        out = open(self.logs / f"{name}.{len(list(self.logs.glob(name + '.*')))}.log", "w")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", name], env=self.env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process alone (a crash): the task it launched lives on."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _rows(db: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def run_state(db: Path, run_id: str) -> str | None:
+    rows = _rows(db, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?", DAG_ID, run_id)
+    return rows[0][0] if rows else None
+
+
+def task(db: Path, run_id: str, task_id: str) -> dict:
+    rows = _rows(db, "SELECT state, try_number, pid FROM task_instance "
+                     "WHERE dag_id=? AND run_id=? AND task_id=?", DAG_ID, run_id, task_id)
+    state, tries, pid = rows[0] if rows else (None, 0, None)
+    return {"state": state, "try_number": tries, "pid": pid}
+
+
+def states(db: Path, run_id: str) -> str:
+    return "\n".join(f"  {t:<28} {s} (try {n})" for t, s, n in _rows(
+        db, "SELECT task_id, state, try_number FROM task_instance WHERE run_id=? "
+            "ORDER BY start_date", run_id))
+
+
+def wait_for(what: str, condition, timeout: float, db: Path, run_id: str, poll: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}; run {run_id}:\n{states(db, run_id)}")
+
+
+def running_execution(config, node_id: str, tfx_run_id: str) -> bool:
+    """The node's execution of this run is RUNNING in MLMD (the executor is at work)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline_src.decision.report import open_store
+    store = open_store(config)
+    context = store.get_context_by_type_and_name("pipeline_run", tfx_run_id)
+    if context is None:
+        return False
+    return any(e.last_known_state == metadata_store_pb2.Execution.RUNNING
+               and _node_of(store, e) == node_id
+               for e in store.get_executions_by_context(context.id))
+
+
+def _node_of(store, execution) -> str:
+    node_type = store.get_context_type("node").id
+    for context in store.get_contexts_by_execution(execution.id):
+        if context.type_id == node_type:
+            return context.name.rsplit(".", 1)[-1]
+    return ""
+
+
+@pytest.fixture(scope="module")
+def faulty_nights(tmp_path_factory):
+    from pipeline_src.config import load_config
+    from pipeline_src.orchestration.night import airflow_environment
+    from pipeline_src.tools import synth
+
+    root = tmp_path_factory.mktemp("faults")
+    home, logs = root / "home", root / "logs"
+    logs.mkdir()
+    raw = yaml.safe_load((REPO / "include" / "emerald.yaml").read_text())
+    raw["dag"].update(retry_delay_minutes=0.05, max_retry_delay_minutes=0.1)
+    config_file = root / "emerald.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "EMERALD_", "STORAGE_EMULATOR_HOST"))}
+    env.update(EMERALD_HOME=str(home), EMERALD_CONFIG=str(config_file),
+               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    config = load_config(env=env)
+    env.update(airflow_environment(config))
+    env.update(AIRFLOW__CORE__EXECUTOR="SequentialExecutor",
+               AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",      # only the runs we trigger
+               AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD="60",
+               AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+               AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
+               AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()))
+    source = Path(config.paths.source)
+    staged = root / "staged"
+    synth.synthesize(staged, nights=1, seed=0, start_date=dt.date.fromisoformat(NIGHT),
+                     toto_style="landscape", corpus_per_label=20, toto_per_label=6)
+    source.mkdir(parents=True)
+    os.rename(staged / "corpus", source / "corpus")         # the corpus is there; Toto's not yet
+
+    airflow = LocalScheduler(env, logs)
+    airflow.airflow("db", "migrate")
+    airflow.airflow("dags", "reserialize")
+    airflow.airflow("dags", "unpause", DAG_ID)
+    db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    observed: dict = {"b_while_a": set()}
+    try:
+        airflow.start("scheduler")
+        airflow.start("triggerer")
+        for run_id, second in ((RUN_A, 0), (RUN_B, 1)):
+            airflow.airflow("dags", "trigger", DAG_ID, "--run-id", run_id,
+                            "--exec-date", f"{NIGHT}T02:00:{second:02d}+00:00",
+                            "--conf", json.dumps({"night": NIGHT}))
+        wait_for("run A's sensor to defer", lambda: task(db, RUN_A, "wait_for_night")["state"]
+                 == "deferred", 600, db, RUN_A)
+        observed["b_while_a"].add(run_state(db, RUN_B))
+        (source / "toto").mkdir()
+        os.rename(staged / "toto" / NIGHT, source / "toto" / NIGHT)   # Toto's photos land
+
+        tfx_a = f"{RUN_A}.{_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_A)[0][0]}"
+        wait_for("A's Trainer to train", lambda: running_execution(config, "Trainer", tfx_a),
+                 NIGHT_TIMEOUT, db, RUN_A, poll=1.0)
+        observed["b_while_a"].add(run_state(db, RUN_B))
+        killed = task(db, RUN_A, "Trainer")
+        os.killpg(killed["pid"], signal.SIGKILL)             # the node's process group
+        observed["killed_trainer"] = killed
+        wait_for("run A to finish", lambda: run_state(db, RUN_A) in ("success", "failed"),
+                 NIGHT_TIMEOUT, db, RUN_A, poll=5)
+
+        wait_for("B's Transform to run", lambda: task(db, RUN_B, "Transform")["state"]
+                 == "running", NIGHT_TIMEOUT, db, RUN_B)
+        time.sleep(5)
+        airflow.kill("scheduler")
+        observed["b_when_scheduler_died"] = states(db, RUN_B)
+        time.sleep(10)
+        airflow.start("scheduler")
+        wait_for("run B to finish", lambda: run_state(db, RUN_B) in ("success", "failed"),
+                 NIGHT_TIMEOUT, db, RUN_B, poll=5)
+        tfx_b = f"{RUN_B}.{_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_B)[0][0]}"
+        observed.update(
+            a=run_state(db, RUN_A), b=run_state(db, RUN_B), tfx_runs=(tfx_a, tfx_b),
+            a_states=states(db, RUN_A), b_states=states(db, RUN_B),
+            trainer_after=task(db, RUN_A, "Trainer"),
+            a_end_b_start=_rows(db, "SELECT (SELECT end_date FROM dag_run WHERE run_id=?), "
+                                    "(SELECT start_date FROM dag_run WHERE run_id=?)",
+                                RUN_A, RUN_B)[0])
+    finally:
+        airflow.stop()
+    yield config, observed, logs
+
+
+def _free_port() -> int:
+    from emerald_testing import free_port
+    return free_port()
+
+
+def test_a_second_trigger_of_the_night_waits_while_the_first_runs(faulty_nights):
+    _, observed, _ = faulty_nights
+    assert observed["b_while_a"] == {"queued"}       # before A's sensor deferred, mid-Trainer
+    a_end, b_start = observed["a_end_b_start"]
+    assert a_end and b_start and b_start >= a_end     # B started only once A had ended
+    assert observed["b"] == "success", observed["b_states"]
+
+
+def test_a_killed_node_is_retried_and_the_night_completes(faulty_nights):
+    _, observed, _ = faulty_nights
+    assert observed["a"] == "success", observed["a_states"]
+    assert observed["trainer_after"]["state"] == "success"
+    assert observed["trainer_after"]["try_number"] == observed["killed_trainer"]["try_number"] + 1
+
+
+def test_the_scheduler_restarted_mid_night_picks_the_night_up(faulty_nights):
+    _, observed, logs = faulty_nights
+    assert "running" in observed["b_when_scheduler_died"]
+    assert observed["b"] == "success", observed["b_states"]
+    assert len(list(logs.glob("scheduler.*.log"))) == 2
+
+
+def test_mlmd_holds_one_complete_execution_per_node_and_no_orphaned_outputs(faulty_nights):
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline_src.decision.report import open_store
+    config, observed, _ = faulty_nights
+    store = open_store(config)
+    root = Path(config.paths.pipeline_root)
+    for tfx_run_id in observed["tfx_runs"]:
+        context = store.get_context_by_type_and_name("pipeline_run", tfx_run_id)
+        executions = store.get_executions_by_context(context.id)
+        by_node: dict[str, list] = {}
+        for execution in executions:
+            by_node.setdefault(_node_of(store, execution), []).append(execution)
+        assert "Trainer" in by_node and "Pusher" in by_node, sorted(by_node)
+        for node, node_executions in by_node.items():
+            assert len(node_executions) == 1, (tfx_run_id, node, node_executions)
+            assert node_executions[0].last_known_state in (
+                metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED), (
+                tfx_run_id, node, node_executions[0])
+    # Every output directory in the pipeline root is an artifact MLMD knows.
+    known = {a.uri.rstrip("/") for a in store.get_artifacts()}
+    for node_dir in root.iterdir():
+        if not node_dir.is_dir():
+            continue
+        for key_dir in (d for d in node_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            for execution_dir in key_dir.iterdir():
+                assert str(execution_dir).rstrip("/") in known, execution_dir
+
+
+def test_the_retried_trainer_cleared_the_killed_attempts_outputs(faulty_nights):
+    config, observed, _ = faulty_nights
+    logs = Path(config.paths.home) / "airflow" / "logs"
+    retry_logs = [p for p in logs.rglob("*.log")
+                  if f"run_id={RUN_A}" in str(p) and "task_id=Trainer" in str(p)
+                  and p.name == f"attempt={observed['killed_trainer']['try_number'] + 1}.log"]
+    assert retry_logs, sorted(str(p) for p in logs.rglob("*Trainer*"))
+    assert "did not finish (state RUNNING): removing its partial outputs" in retry_logs[0].read_text()
