@@ -126,19 +126,31 @@ def test_templates_render_the_listing_and_a_night(root):
 
 
 def test_html_in_a_summary_is_escaped(root):
+    """Jinja escapes the fields; the trend charts, inserted `|safe`, escape their own labels."""
     import jinja2
 
-    write_night(root, "2026-01-09", dict(SUMMARY, anomalies=[
-        {"where": "eval", "feature": "<script>alert(1)</script>", "type": "X", "description": ""}]))
+    script = "<script>alert(1)</script>"
+    write_night(root, "2026-01-09", dict(
+        SUMMARY, anomalies=[{"where": "eval", "feature": script, "type": "X", "description": ""}],
+        splits={script: 3}, tfx_run_id=script,
+        accuracy={"overall": 0.5, "slices": {f"label={script}": 0.5}},
+        validation={"comparisons": [_comparison(script, 0.9, True)]}))
     templates = REPO / "plugins" / "emerald_reports" / "templates"
     env = jinja2.Environment(loader=jinja2.ChoiceLoader([
         jinja2.FileSystemLoader(str(templates)),
         jinja2.DictLoader({"base.html": "{% block content %}{% endblock %}"})]), autoescape=True)
     env.globals["url_for"] = lambda endpoint, **kw: "/"
-    html = env.get_template("emerald_reports/index.html").render(
-        base_template="base.html", nights=reports.list_summaries(root), reports_dir="r",
-        fmt=reports.fmt_metric)
-    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+    nights = reports.list_summaries(root)
+    pages = [env.get_template("emerald_reports/index.html").render(
+        base_template="base.html", nights=nights, trends=reports.trend_charts(nights),
+        reports_dir="r", fmt=reports.fmt_metric),
+        env.get_template("emerald_reports/night.html").render(
+        base_template="base.html", s=reports.load_summary(root, "2026-01-09"),
+        fmt=reports.fmt_metric)]
+    assert 'class="emerald-trends"' in pages[0]             # the |safe charts are there
+    for html in pages:
+        assert "<script" not in html and "&lt;script&gt;" in html
+        assert "label=&lt;script&gt;" in html
 
 
 def _comparison(feature, effect, fired, kind="skew", acknowledged=None):
@@ -284,6 +296,96 @@ def test_get_link_uses_the_looked_up_night_and_is_empty_without_one(monkeypatch)
         raise RuntimeError("no database")
     monkeypatch.setattr(links, "_lookup_night", broken)
     assert link.get_link(None, ti_key=object()) == ""
+
+
+@pytest.fixture
+def airflow_db(tmp_path, monkeypatch):
+    """A migrated Airflow metadata database of this test's own (SQLite under tmp_path).
+
+    The session's AIRFLOW_HOME (tests/conftest.py) is shared by every test and, by
+    default, every checkout: the ORM is pointed at a fresh file, `airflow db` is
+    initialised there, and the ORM is pointed back afterwards."""
+    from airflow import settings
+    from airflow.utils import db
+
+    url = f"sqlite:///{tmp_path / 'airflow.db'}"
+    previous = settings.SQL_ALCHEMY_CONN
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
+    settings.SQL_ALCHEMY_CONN = url
+    settings.reconfigure_orm()
+    try:
+        db.initdb(load_connections=False)
+        yield url
+    finally:
+        settings.SQL_ALCHEMY_CONN = previous
+        monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        settings.reconfigure_orm()
+
+
+def test_the_link_finds_each_task_instances_night_in_airflows_database(
+        airflow_db, emerald_home, monkeypatch):
+    """No stand-in for the lookup: the DAG's real runs, task instances and rendered
+    template fields in a real metadata database, and the link as the webserver calls it
+    (the serialized DAG's operator, `get_extra_links(ti, "Night report")`)."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.serialization.serialized_objects import SerializedDAG
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    from emerald_dag.builder import build_nightly_dag
+    from pipeline_src.config import load_config
+
+    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "http://localhost:8080")
+    config = load_config()
+    dag = build_nightly_dag(config)
+    served = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+
+    def fresh_task(task_id: str):
+        """A worker renders its own copy of the task (rendering writes into the operator)."""
+        return build_nightly_dag(config).get_task(task_id)
+
+    def dag_run(day: int, run_type: DagRunType, conf: dict):
+        logical = dt.datetime(2026, 1, day, 2, tzinfo=dt.timezone.utc)
+        return dag.create_dagrun(
+            run_id=f"{run_type.value}__{logical.isoformat()}", run_type=run_type,
+            execution_date=logical, data_interval=(logical, logical + dt.timedelta(days=1)),
+            state=DagRunState.RUNNING, conf=conf, external_trigger=run_type == DagRunType.MANUAL)
+
+    # Night 3 run again by hand on the 7th (Trigger DAG w/ config), and the 6th's own run.
+    rerun = dag_run(7, DagRunType.MANUAL, {"night": "2026-01-03"})
+    scheduled = dag_run(6, DagRunType.SCHEDULED, {})
+    # The Evaluator ran in both: Airflow rendered its templates and stored them.
+    with create_session() as session:
+        for run in (rerun, scheduled):
+            ti = run.get_task_instance("Evaluator", session=session)
+            ti.refresh_from_task(fresh_task("Evaluator"))
+            session.merge(RenderedTaskInstanceFields(ti, render_templates=True))
+    with create_session() as session:
+        stored = {row.run_id: row.rendered_fields["night"]
+                  for row in session.query(RenderedTaskInstanceFields)}
+    assert stored == {rerun.run_id: "2026-01-03", scheduled.run_id: "2026-01-06"}
+
+    def link(run, task_id: str) -> str:
+        return served.task_dict[task_id].get_extra_links(
+            run.get_task_instance(task_id), links.LINK_NAME)
+
+    assert link(rerun, "Evaluator") == "/emerald-reports/night/2026-01-03"
+    assert link(scheduled, "Evaluator") == "/emerald-reports/night/2026-01-06"
+    # The gate has not run yet (nothing rendered): the run's conf, else its logical date.
+    assert link(rerun, "data_gate") == "/emerald-reports/night/2026-01-03"
+    assert link(scheduled, "data_gate") == "/emerald-reports/night/2026-01-06"
+    # What the task rendered wins over the run's conf: it is the night the task used.
+    with create_session() as session:
+        ti = scheduled.get_task_instance("ExampleValidator", session=session)
+        ti.refresh_from_task(fresh_task("ExampleValidator"))
+        session.merge(RenderedTaskInstanceFields(
+            ti, render_templates=False, rendered_fields={"night": "2026-01-05"}))
+    assert link(scheduled, "ExampleValidator") == "/emerald-reports/night/2026-01-05"
+    # A task instance the database does not know: no target, and no error.
+    unknown = TaskInstanceKey(dag.dag_id, "Evaluator", "manual__gone", 1, -1)
+    assert links.NightReportLink().get_link(served.task_dict["Evaluator"], ti_key=unknown) == ""
 
 
 def test_attach_adds_the_link_to_the_validation_and_evaluation_tasks_and_survives_serialisation(
