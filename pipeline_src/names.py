@@ -43,3 +43,4 @@ NIGHT_NAME_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # a night: YYYY-MM-DD
 SUMMARY_FILE = "summary.json"                # the night's outcome (gate, report task, `emerald run`)
 REPORT_FILE = "report.html"                  # the page people read
 LATE_UPLOADS_FILE = "late_uploads.json"      # earlier nights caught up tonight (ingest task)
+ALERTS_FILE = "alerts.json"                  # the gate's alert delivery per channel

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional, Sequence
 import yaml
 
 from pipeline_src import features
+from pipeline_src.config import night_arg
 
 KINDS = ("skew", "drift", "prediction")
 PROPERTIES = {
@@ -204,7 +205,8 @@ def register(subparsers) -> None:
     add_p = commands.add_parser("add", help="record an acknowledgment")
     add_p.add_argument("--feature", required=True, help="the property, e.g. aspect_ratio")
     add_p.add_argument("--kind", required=True, choices=KINDS)
-    add_p.add_argument("--from-night", required=True, help="first night it applies to, YYYY-MM-DD")
+    add_p.add_argument("--from-night", required=True, type=night_arg,
+                       help="first night it applies to, YYYY-MM-DD")
     add_p.add_argument("--reason", required=True, help="why the shift is expected now")
     add_p.add_argument("--by", required=True, help="who accepts it")
     list_p = commands.add_parser("list", help="every acknowledgment, revoked ones included")

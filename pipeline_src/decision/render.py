@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from pipeline_src.decision import plots
+from pipeline_src.names import SUMMARY_FILE
 
 TREND_NIGHTS = 14        # how many nights a trend chart shows, tonight included
 KIND_TITLES = {"skew": "Skew: tonight against training",
@@ -32,11 +33,11 @@ def load_history(reports_dir: Path, before_night: str, limit: int = TREND_NIGHTS
     if not Path(reports_dir).is_dir():
         return []
     nights = sorted(p.name for p in Path(reports_dir).iterdir()
-                    if p.is_dir() and p.name < before_night and (p / "summary.json").is_file())
+                    if p.is_dir() and p.name < before_night and (p / SUMMARY_FILE).is_file())
     out = []
     for night in nights[-limit:] if limit else []:
         try:
-            out.append(json.loads((Path(reports_dir) / night / "summary.json").read_text()))
+            out.append(json.loads((Path(reports_dir) / night / SUMMARY_FILE).read_text()))
         except (OSError, ValueError):
             continue
     return out

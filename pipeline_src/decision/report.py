@@ -11,10 +11,10 @@ import re
 from typing import Any, Optional
 
 from pipeline_src.config import Config
-from pipeline_src.names import EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, STATISTICS_GEN
+from pipeline_src.names import (ALERTS_FILE, EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, REPORT_FILE,
+                                STATISTICS_GEN, SUMMARY_FILE)
 
 COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
-ALERTS_FILE = "alerts.json"   # the gate's alert delivery, beside the report: see record_alerts()
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
 
 
@@ -378,9 +378,9 @@ def _save(config: Config, summary: dict[str, Any]) -> dict[str, Any]:
     night = summary["date"]
     folder = config.paths.reports / night
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
     history = render.load_history(config.paths.reports, night)
-    (folder / "report.html").write_text(render_html(
+    (folder / REPORT_FILE).write_text(render_html(
         summary, _statistics_html(config, summary["tfx_run_id"]),
         render.section_html(summary, history)))
     return summary

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from pipeline_src.config import REPO_ROOT, Config, UsageError, load_config, night_arg
+from pipeline_src.names import SUMMARY_FILE
 
 
 def airflow_environment(config: Config) -> dict[str, str]:
@@ -105,7 +106,7 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
                                                                   "force_push": force_push})
     check_tasks_ran(dag_run, night)     # before a report could overwrite a real one
     tfx_run_id = f"{dag_run.run_id}.{dag_run.id}"
-    written = config.paths.reports / night.isoformat() / "summary.json"
+    written = config.paths.reports / night.isoformat() / SUMMARY_FILE
     summary = json.loads(written.read_text()) if written.exists() else {}
     if summary.get("tfx_run_id") != tfx_run_id:   # the report task did not run: write it now
         summary = tasks.write_night_report(config, tfx_run_id, night.isoformat(),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
-from pipeline_src.config import Config, load_config
+from pipeline_src.config import Config, load_config, night_arg
 from pipeline_src.metadata import metadata_connection_config
 from pipeline_src.orchestration.recovery import clear_interrupted_attempt
 
@@ -136,6 +136,6 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("node", help="launch one node of the compiled pipeline")
     parser.add_argument("--run-id", required=True, help="the pipeline run id (Airflow's run id)")
-    parser.add_argument("--night", required=True, help="YYYY-MM-DD")
+    parser.add_argument("--night", required=True, type=night_arg, help="YYYY-MM-DD")
     parser.add_argument("node_id")
     parser.set_defaults(func=_run)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from pipeline_src.decision import gate
 from pipeline_src.decision import report
-from pipeline_src.config import Config, is_true, load_config
+from pipeline_src.config import Config, is_true, load_config, night_arg
 
 log = logging.getLogger(__name__)
 BLOCKED_EXIT_CODE = 3      # `emerald gate`: the push is blocked (the task fails, no retry)
@@ -115,7 +115,7 @@ def register(subparsers) -> None:
                        ("report", "write the night's report (summary.json, report.html)")):
         parser = subparsers.add_parser(name, help=text)
         parser.add_argument("--run-id", required=True, help="the TFX pipeline run id")
-        parser.add_argument("--night", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--night", required=True, type=night_arg, help="YYYY-MM-DD")
         parser.add_argument("--force-push", nargs="?", const="true", default="false",
                             type=is_true,
                             help="push despite blocking findings (alerted); =true/false")

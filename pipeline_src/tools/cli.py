@@ -3,9 +3,9 @@
 Heavy imports (TensorFlow, TFX, Airflow) happen inside the subcommands, so
 `emerald --help` stays instant.
 
-One path for the user's mistakes: an option naming a night is checked by
-argparse as it parses (`config.night_arg`: its one-line usage error, exit 2),
-and the project's user-facing errors (ConfigError, UsageError, IngestError)
+One path for the user's mistakes: every option naming a night is declared
+with `type=config.night_arg`, so argparse checks it as it parses (its one-line
+usage error, exit 2), and the project's user-facing errors (ConfigError, UsageError, IngestError)
 raised by a subcommand are printed as one line, `emerald: error: ...`, exit 2.
 Anything else is a bug and keeps its traceback.
 """
@@ -16,7 +16,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from pipeline_src.config import ConfigError, UsageError, night_arg
+from pipeline_src.config import ConfigError, UsageError
 from pipeline_src.ingest.errors import IngestError
 
 # Modules that contribute a subcommand through `register(subparsers)`.
@@ -34,28 +34,13 @@ SUBCOMMAND_MODULES = (
 USER_ERRORS = (ConfigError, UsageError, IngestError)
 USER_ERROR_EXIT = 2          # argparse's own exit code for a usage error
 
-# Options that name a night, in every subcommand: all parsed by `night_arg`.
-NIGHT_OPTIONS = ("--date", "--night", "--from-night")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emerald", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    _check_nights(parser)
     return parser
-
-
-def _check_nights(parser: argparse.ArgumentParser) -> None:
-    """Every night option of every (nested) subcommand without a type of its own gets
-    `night_arg`, so no subcommand can forget to check its date."""
-    for action in parser._actions:          # noqa: SLF001 - argparse has no public walk
-        if isinstance(action, argparse._SubParsersAction):   # noqa: SLF001
-            for subparser in action.choices.values():
-                _check_nights(subparser)
-        elif action.type is None and set(action.option_strings) & set(NIGHT_OPTIONS):
-            action.type = night_arg
 
 
 def one_line(exc: BaseException) -> str:

@@ -15,11 +15,10 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from pipeline_src.names import NIGHT_NAME_PATTERN  # noqa: E402 - plain strings
+from pipeline_src.names import (  # noqa: E402 - plain strings
+    NIGHT_NAME_PATTERN, REPORT_FILE, SUMMARY_FILE)
 
 NIGHT_RE = re.compile(NIGHT_NAME_PATTERN)
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.html"
 LEGACY_FINDING_KEYS = ("anomalies", "skew", "drift")   # summaries written before `findings`
 TREND_KINDS = ("skew", "drift", "prediction")
 

@@ -59,6 +59,8 @@ def tree(root: Path) -> dict[str, bytes]:
 
 # --------------------------------------------------------------------------- dates
 
+NIGHT_OPTIONS = ("--date", "--night", "--from-night")   # every option naming a night
+
 @pytest.mark.parametrize("args", [
     ["run", "--date", "2026-13-45"],
     ["run", "--date", "yesterday"],
@@ -70,7 +72,7 @@ def tree(root: Path) -> dict[str, bytes]:
      "--reason", "r", "--by", "b"],
 ], ids=lambda args: " ".join(args[:2]))
 def test_a_bad_night_is_argparses_one_line_error(tmp_path, args):
-    bad = args[args.index(next(a for a in args if a in cli.NIGHT_OPTIONS)) + 1]
+    bad = args[args.index(next(a for a in args if a in NIGHT_OPTIONS)) + 1]
     proc = emerald(tmp_path / "home", *args)
     line = one_clear_line(proc, f"{bad!r} is not a night: YYYY-MM-DD")
     assert line.startswith(f"emerald {args[0]}")          # argparse names the subcommand
