@@ -1,6 +1,9 @@
-# Emerald's image: Airflow 2.10.5 (scheduler, webserver, triggerer) plus the
-# TFX pipeline, for docker-compose.yaml and for the KubernetesPodOperator pods
-# on Cloud Composer (`emerald node ...`, EMERALD_NODE_RUNNER=kubernetes).
+# Emerald's images, two targets:
+#   airflow (the default, the last stage): Airflow 2.10.5 (scheduler, webserver,
+#     triggerer) plus the TFX pipeline, for docker-compose.yaml and for the
+#     KubernetesPodOperator pods on Cloud Composer (`emerald node ...`,
+#     EMERALD_NODE_RUNNER=kubernetes);
+#   dataflow-worker: Beam's SDK image with the lock, for Dataflow's workers.
 #
 # Where TFX goes: its own virtualenv, /opt/emerald/venv
 # ----------------------------------------------------
@@ -40,7 +43,29 @@
 # because pipeline_src/config.py finds include/ at Path(__file__).parents[1].
 # Airflow's own Python finds pipeline_src through a .pth file (not an install:
 # that would also put an `emerald` script without TFX first on PATH).
-FROM apache/airflow:2.10.5-python3.10
+
+# The Dataflow worker image: `docker build --target dataflow-worker`
+# ------------------------------------------------------------------
+# Dataflow runs Beam's SDK container on every worker; the Beam-based nodes
+# (StatisticsGen, Transform, Evaluator) need TFDV, TFT, TFMA and tfx-bsl there, at
+# exactly the launcher's versions, and pipeline_src (preprocessing_fn is named by
+# its dotted path). So the image is Beam's own SDK image at the lock's Beam
+# version with the lock installed over it, and Emerald laid out as below
+# (editable: config.py finds include/ beside pipeline_src). Its entry point stays
+# Beam's boot program. include/profiles/gcp.yaml names it in the Beam args
+# (--sdk_container_image, with --sdk_location=container: nothing is staged per job).
+FROM apache/beam_python3.10_sdk:2.62.0 AS dataflow-worker
+COPY requirements.txt /opt/emerald/requirements.txt
+RUN pip install --no-cache-dir -r /opt/emerald/requirements.txt
+COPY pyproject.toml /opt/emerald/pyproject.toml
+COPY pipeline_src /opt/emerald/pipeline_src
+COPY include /opt/emerald/include
+RUN pip install --no-cache-dir --no-deps -e /opt/emerald \
+ && python -c "import apache_beam, tensorflow_data_validation, tensorflow_transform, tensorflow_model_analysis, pipeline_src.model.preprocessing; assert apache_beam.__version__ == '2.62.0', apache_beam.__version__"
+
+# The Airflow image (the default target: the last stage)
+# ------------------------------------------------------
+FROM apache/airflow:2.10.5-python3.10 AS airflow
 
 ARG AIRFLOW_VERSION=2.10.5
 ENV EMERALD_ROOT=/opt/emerald \

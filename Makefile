@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_detector.py
 	$(BIN)/python bench/bench_detector_task.py
+	$(BIN)/python bench/bench_task_overhead.py
 
 airflow: $(STAMP)
 	bash scripts/airflow_local.sh

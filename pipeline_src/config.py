@@ -70,6 +70,19 @@ class DagConfig:
     node_runner: str
     external_python: str
     kubernetes_image: str
+    kubernetes: "KubernetesConfig"
+
+
+@dataclasses.dataclass(frozen=True)
+class KubernetesConfig:
+    """Where and how big each pod is (node_runner: kubernetes, Cloud Composer)."""
+    namespace: str                     # Composer 3 runs user pods in composer-user-workloads
+    service_account: str               # the pods' Kubernetes service account ("" = namespace's)
+    # task id (or "default") -> {"cpu": ..., "memory": ...}: requests and limits alike
+    resources: Mapping[str, Mapping[str, str]]
+
+    def resources_for(self, task_id: str) -> Mapping[str, str]:
+        return self.resources.get(task_id) or self.resources.get("default") or {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +118,12 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int
+    epochs: int                      # a full retrain: passes over the training split
     batch_size: int
     learning_rate: float
+    warm_start: bool                 # start from the serving model when its architecture matches
+    warm_start_epochs: int           # a warm night's budget: passes over new + replayed images
+    replay_fraction: float           # share of the older history replayed on a warm night
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +152,8 @@ class MetadataConfig:
     postgresql: Mapping[str, str]    # host, port, dbname, user, password_env
 
 
-FINDING_KINDS = ("schema", "skew", "drift", "prediction", "late")   # late: pipeline_src.ingest.late
+# late: pipeline_src.ingest.late; model: tonight's model was not blessed by the Evaluator
+FINDING_KINDS = ("schema", "skew", "drift", "prediction", "late", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,7 +316,22 @@ def _dag(raw: Mapping, env: Mapping[str, str]) -> DagConfig:
         node_runner=node_runner,
         external_python=str(raw["external_python"]).format(repo=REPO_ROOT),
         kubernetes_image=str(raw["kubernetes_image"]),
+        kubernetes=_kubernetes(raw.get("kubernetes") or {}),
     )
+
+
+RESOURCE_KEYS = ("cpu", "memory")
+
+
+def _kubernetes(raw: Mapping) -> KubernetesConfig:
+    resources = {}
+    for task, amounts in (raw.get("resources") or {}).items():
+        if not isinstance(amounts, Mapping) or not set(amounts) <= set(RESOURCE_KEYS):
+            raise ConfigError(f"dag.kubernetes.resources.{task}: a mapping of {RESOURCE_KEYS}")
+        resources[str(task)] = MappingProxyType({k: str(v) for k, v in amounts.items()})
+    return KubernetesConfig(namespace=str(raw.get("namespace") or "default"),
+                            service_account=str(raw.get("service_account") or ""),
+                            resources=MappingProxyType(resources))
 
 
 def _paths(raw: Mapping, home: Path, env: Mapping[str, str]) -> Paths:
@@ -346,8 +378,17 @@ def _data(raw: Mapping) -> DataConfig:
 
 
 def _training(raw: Mapping) -> TrainingConfig:
+    replay = float(raw.get("replay_fraction", 0.25))
+    if not 0.0 <= replay <= 1.0:
+        raise ConfigError(f"training.replay_fraction {replay} is not in [0, 1]")
+    warm_epochs = int(raw.get("warm_start_epochs", 5))
+    if warm_epochs < 1:   # a warm night that trains nothing would serve yesterday's model
+        raise ConfigError(f"training.warm_start_epochs {warm_epochs} is not at least 1")
     return TrainingConfig(epochs=int(raw["epochs"]), batch_size=int(raw["batch_size"]),
-                          learning_rate=float(raw["learning_rate"]))
+                          learning_rate=float(raw["learning_rate"]),
+                          warm_start=is_true(raw.get("warm_start", True)),
+                          warm_start_epochs=warm_epochs,
+                          replay_fraction=replay)
 
 
 def _evaluation(raw: Mapping) -> EvaluationConfig:

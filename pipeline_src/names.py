@@ -11,7 +11,18 @@ DISTRIBUTION_VALIDATOR = "ImageDistributionValidator"   # skew, drift, predictio
 RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
+TRAINER = "Trainer"
 VALIDATORS = (EXAMPLE_VALIDATOR, DISTRIBUTION_VALIDATOR)   # what the data gate reads
+GATE_UPSTREAM = VALIDATORS + (EVALUATOR,)   # the gate also reads the blessing ("model")
+
+# The compiled pipeline's runtime parameters, filled in at launch (pipeline-root and
+# pipeline-run-id are TFX's own): named here, so a launch does not import the pipeline
+# definition (TFMA and every component) to fill them in.
+NIGHT_PARAMETER = "night"
+INPUT_BASE = "input-base"
+SCHEMA_FILE_PARAMETER = "schema-file"
+PUSH_DESTINATION = "push-destination"
+RUNTIME_PARAMETERS = (NIGHT_PARAMETER, INPUT_BASE, SCHEMA_FILE_PARAMETER, PUSH_DESTINATION)
 
 # Airflow-only tasks around the TFX nodes.
 WAIT_FOR_NIGHT = "wait_for_night"
@@ -25,6 +36,11 @@ NIGHT_REPORT = "night_report"
 TFX_RUN_ID = "{{ run_id }}.{{ dag_run.id }}"
 NIGHT = "{{ params.get('night') or ds }}"               # the param, else the run's date
 FORCE_PUSH = "{{ params.get('force_push', False) }}"
+FULL_RETRAIN = "{{ params.get('full_retrain', False) }}"
+
+# The Trainer's custom_config key that asks for a full retrain instead of a warm start:
+# false in the compiled pipeline, set at launch by the DAG param full_retrain.
+FULL_RETRAIN_KEY = "full_retrain"
 # The run's outcome so far, for the teardown report (rendered after its upstreams).
 RUN_STATE = ("{{ 'failed' if dag_run.get_task_instances(state=['failed', 'upstream_failed'])"
              " else 'success' }}")

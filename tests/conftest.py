@@ -63,3 +63,27 @@ def alert_servers():
     yield smtp, slack
     smtp.stop()
     slack.stop()
+
+
+@pytest.fixture
+def airflow_db(tmp_path, monkeypatch):
+    """A migrated Airflow metadata database of this test's own (SQLite under tmp_path).
+
+    The session's AIRFLOW_HOME is shared by every test and, by default, every
+    checkout: the ORM is pointed at a fresh file, `airflow db` is initialised
+    there, and the ORM is pointed back afterwards."""
+    from airflow import settings
+    from airflow.utils import db
+
+    url = f"sqlite:///{tmp_path / 'airflow.db'}"
+    previous = settings.SQL_ALCHEMY_CONN
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
+    settings.SQL_ALCHEMY_CONN = url
+    settings.reconfigure_orm()
+    try:
+        db.initdb(load_connections=False)
+        yield url
+    finally:
+        settings.SQL_ALCHEMY_CONN = previous
+        monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        settings.reconfigure_orm()

@@ -12,6 +12,8 @@ front of sys.path before importing it. The bench inserts tests/ itself.
     emulator   gcs_emulator (a context manager yielding the URL), anonymous_client,
                upload_tree
     faults     FaultProxy
+    postgres   postgres_server (a context manager yielding host, port, user, password),
+               create_database
 
 No Airflow import, and no Google library until the emulator's client is made.
 """
@@ -467,3 +469,60 @@ class WebhookInbox:
 
     def stop(self):
         self.server.shutdown()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextlib.contextmanager
+def postgres_server(user: str = "emerald", password: str = "pg-secret-Ruby7"
+                    ) -> Iterator[dict]:
+    """A real PostgreSQL 15 (Debian's package) in a temp folder, on a free port, with
+    password (scram-sha-256) authentication over TCP; yields {host, port, user, password}.
+
+    PostgreSQL refuses to run as root, so under root the server runs as the `postgres`
+    system user (runuser); its folder lives outside pytest's root-only temp tree.
+    """
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    if not (POSTGRES_BIN / "initdb").exists():
+        raise RuntimeError(f"no PostgreSQL at {POSTGRES_BIN}: apt-get install postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="emerald-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, pwfile, log = folder / "data", folder / "pwfile", folder / "server.log"
+    pwfile.write_text(password + "\n")
+    if as_user:
+        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True,  # noqa: E731
+                                      capture_output=True, text=True, timeout=120)
+    try:
+        run(POSTGRES_BIN / "initdb", "-D", data, "-U", user, f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync")
+        run(POSTGRES_BIN / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o",
+            f"-p {port} -k {folder} -h 127.0.0.1 -c fsync=off", "start")
+        yield {"host": "127.0.0.1", "port": port, "user": user, "password": password,
+               "socket_dir": str(folder)}
+    finally:
+        subprocess.run(as_user + [str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                  "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(server: dict, name: str) -> None:
+    """CREATE DATABASE through psql as the server's user (what a Cloud SQL admin does)."""
+    import os
+
+    subprocess.run(["psql", "-h", server["host"], "-p", str(server["port"]), "-U", server["user"],
+                    "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'],
+                   check=True, capture_output=True, text=True, timeout=60,
+                   env=dict(os.environ, PGPASSWORD=server["password"]))

@@ -19,6 +19,7 @@ LAYERS = (
     ("domain", {"model", "validation", "ingest"}),
     ("components", {"components"}),
     ("decision", {"decision"}),
+    ("serving", {"serving"}),            # push history, the serving pointer, predictions
     ("orchestration", {"orchestration"}),
     ("tools", {"tools"}),
 )

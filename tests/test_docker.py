@@ -33,7 +33,25 @@ SERVICES = ("postgres", "airflow-init", *AIRFLOW_SERVICES, "gcs-emulator", "smtp
 
 # -- helpers -------------------------------------------------------------------------------
 
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's (INSTRUCTION, arguments), by the stage's name (FROM ... AS name)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    for keyword, args in all_instructions():
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            stages[name] = []
+        stages[name].append((keyword, args))
+    return stages
+
+
 def dockerfile_instructions() -> list[tuple[str, str]]:
+    """The Airflow image's instructions: the last stage, what `docker build` makes by default
+    (docker-compose builds it; no `target:`)."""
+    return list(dockerfile_stages().values())[-1]
+
+
+def all_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
     instructions, current = [], ""
     for raw in DOCKERFILE.read_text().splitlines():
@@ -107,7 +125,8 @@ def healthcheck_text(service: dict) -> str:
 
 def test_base_image_is_airflow_of_the_lock():
     froms = of("FROM")
-    assert froms == [BASE_IMAGE]
+    assert froms == [f"{BASE_IMAGE} AS airflow"]
+    assert list(dockerfile_stages())[-1] == "airflow"     # the default target
     version = lock_pin("apache-airflow")
     assert f"apache/airflow:{version}-python3.10" == BASE_IMAGE
     assert any(arg == f"AIRFLOW_VERSION={version}" for arg in of("ARG"))
@@ -188,6 +207,46 @@ def test_lock_goes_into_its_own_venv_and_airflow_stays_pinned():
 
 def test_emerald_console_script_is_the_venvs():
     assert any("/opt/emerald/venv/bin/emerald /usr/local/bin/emerald" in r for r in of("RUN"))
+
+
+def test_dataflow_worker_stage_is_beams_image_with_the_lock():
+    """`docker build --target dataflow-worker`: what Dataflow's workers run (gcp profile)."""
+    stage = dockerfile_stages()["dataflow-worker"]
+    froms = [args for keyword, args in stage if keyword == "FROM"]
+    assert froms == [f"apache/beam_python3.10_sdk:{lock_pin('apache-beam')} AS dataflow-worker"]
+    runs = [args for keyword, args in stage if keyword == "RUN"]
+    copied = {}
+    for keyword, args in stage:
+        if keyword == "COPY":
+            *sources, dest = shlex.split(args)
+            copied.update({src: dest for src in sources})
+    assert copied["requirements.txt"] == f"{EMERALD_ROOT}/requirements.txt"
+    assert copied["pipeline_src"] == f"{EMERALD_ROOT}/pipeline_src"      # config.py's layout
+    assert copied["include"] == f"{EMERALD_ROOT}/include"
+    assert any(f"pip install --no-cache-dir -r {EMERALD_ROOT}/requirements.txt" in r for r in runs)
+    assert any(f"--no-deps -e {EMERALD_ROOT}" in r for r in runs)
+    checked = " ".join(runs)
+    for module in ("tensorflow_data_validation", "tensorflow_transform",
+                   "tensorflow_model_analysis", "pipeline_src"):
+        assert module in checked, f"the build does not import {module}"
+    # Beam's boot program stays the entry point; the worker harness is Beam's own.
+    assert not [k for k, _ in stage if k in ("ENTRYPOINT", "CMD", "USER")]
+
+
+def test_gcp_profile_runs_dataflow_on_the_worker_image():
+    from pipeline_src.config import load_config
+
+    args = load_config(env={"EMERALD_PROFILE": "gcp"}).beam_args
+    flags = dict(a[2:].split("=", 1) if "=" in a else (a[2:], True) for a in args)
+    assert flags["runner"] == "DataflowRunner"
+    assert flags["sdk_container_image"].rsplit("/", 1)[-1] == "emerald-dataflow:latest"
+    assert flags["sdk_location"] == "container"          # nothing staged: the image has it
+    for name in ("project", "region", "temp_location", "staging_location",
+                 "service_account_email", "subnetwork"):
+        assert flags.get(name), f"--{name} is not set"
+    assert flags["temp_location"].startswith("gs://")
+    assert flags["staging_location"].startswith("gs://")
+    assert flags.get("no_use_public_ips") is True
 
 
 def test_docker_profile_points_at_what_the_image_builds():

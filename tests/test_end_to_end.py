@@ -102,7 +102,8 @@ def nights(tmp_path_factory, alert_servers):
     results["alerts_after_retry"] = (len(smtp.messages), len(slack.posts))
     results[3] = run_night(env, NIGHT_3)
     results["alerts_after_3"] = (len(smtp.messages), len(slack.posts))
-    results[4] = run_night(env, NIGHT_4, "--force-push")
+    # A full retrain asked through the DAG param (warm start on the other nights).
+    results[4] = run_night(env, NIGHT_4, "--force-push", "--full-retrain")
     results["alerts_after_4"] = (len(smtp.messages), len(slack.posts))
     results[5] = run_night(env, NIGHT_5)
     results["alerts_after_5"] = (len(smtp.messages), len(slack.posts))
@@ -217,6 +218,11 @@ def test_unseen_label_is_a_schema_anomaly_and_force_push_pushes_and_says_so(nigh
     assert fourth["forced"] is True and fourth["push_blocked"] is False
     assert fourth["pushed"] is True and fourth["pushed_version"]
     assert fourth["state"] == "success" and fourth["exit_code"] == 0
+    # The DAG param full_retrain reached the Trainer; the other Toto nights warm started.
+    assert fourth["training"]["mode"] == "full"
+    assert "full retrain requested" in fourth["training"]["reason"]
+    assert results[3]["training"]["mode"] == "warm_start"
+    assert results[1]["training"]["mode"] == "full"            # no model before the first
     assert results["alerts_after_4"] == (3, 3)
     assert "force_push" in smtp.messages[2]["subject"]
     assert "label:" in json.loads(slack.posts[2]["body"])["text"]

@@ -79,12 +79,14 @@ def test_every_pod_renders_an_emerald_command_with_the_run_id_and_the_night(
     graph = compiled.task_graph(compiled.load_ir_dict())
     run_id = "scheduled__2026-03-04T02:00:00+00:00"
     context = {"run_id": run_id, "ds": "2026-03-04", "dag_run": _RenderedDagRun(run_id, 41, failed),
-               "params": {"night": param_night, "force_push": False, "corpus_only": False}}
+               "params": {"night": param_night, "force_push": False, "corpus_only": False,
+                          "full_retrain": False}}
     tfx_run_id, night = f"{run_id}.41", param_night or "2026-03-04"
     pods = {t.task_id: t for t in dag.tasks if isinstance(t, KubernetesPodOperator)}
     assert set(pods) == set(graph) | {names.DATA_GATE, names.NIGHT_REPORT}
     expected = {node_id: ["node", "--run-id", tfx_run_id, "--night", night, node_id]
                 for node_id in graph}
+    expected[names.TRAINER][-1:-1] = ["--full-retrain=False"]
     expected[names.DATA_GATE] = ["gate", "--run-id", tfx_run_id, "--night", night,
                                  "--force-push=False"]
     expected[names.NIGHT_REPORT] = ["report", "--run-id", tfx_run_id, "--night", night,
@@ -264,7 +266,10 @@ def nights(tmp_path_factory, alert_servers):
         pods["gate"] = _emerald(env, "gate", "--run-id", run_id, "--night", str(NIGHT_2),
                                 "--force-push=false")
         pods["emails_after_gate"] = len(smtp.messages)
-        pods["report"] = _emerald(env, "report", "--run-id", run_id, "--night", str(NIGHT_2),
+        # As the report's pod: its result handed back where the XCom sidecar reads it.
+        pods["xcom_file"] = Path(env["EMERALD_HOME"]).parent / "xcom" / "return.json"
+        pods["report"] = _emerald({**env, "EMERALD_XCOM_FILE": str(pods["xcom_file"])},
+                                  "report", "--run-id", run_id, "--night", str(NIGHT_2),
                                   "--force-push=false", "--state=failed")
         results["pods"] = pods
         timings["night 2: pods"] = time.monotonic() - started
@@ -387,6 +392,7 @@ def test_the_report_pod_exits_0_with_push_blocked(nights):
     report = _ok(pods["report"])
     printed = json.loads(report.stdout.strip().splitlines()[-1])
     assert printed["push_blocked"] is True and printed["state"] == "failed"
+    assert json.loads(pods["xcom_file"].read_text()) == printed      # the pod's XCom
     assert printed["report_url"].endswith(f"/night/{NIGHT_2}")
     written = json.loads((config.paths.reports / str(NIGHT_2) / "summary.json").read_text())
     assert written["tfx_run_id"] == pods["run_id"] and written["push_blocked"] is True

@@ -18,13 +18,16 @@ STATISTIC_NAMES = {   # TFDV's anomaly types that carry a measured value
 }
 # Summary keys of each finding kind: TFDV's schema anomalies, then Emerald's detector.
 # Late uploads: photos of earlier nights caught up tonight (pipeline_src.ingest.late).
+# Model: the Evaluator did not bless tonight's model (model_findings() of the summary's
+# "evaluation"): a night that retrains and pushes nothing must page like a data finding,
+# not pass green.
 SUMMARY_KEYS = (("schema", "anomalies"), ("skew", "skew"), ("drift", "drift"),
-                ("prediction", "prediction"), ("late", "late_uploads"))
+                ("prediction", "prediction"), ("late", "late_uploads"), ("model", "evaluation"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str                     # schema | skew | drift | prediction | late
+    kind: str                     # schema | skew | drift | prediction | late | model
     feature: str
     anomaly: str                  # TFDV's anomaly type, or the detector's test
     where: str                    # split (schema), or the baseline compared with
@@ -52,13 +55,17 @@ class Finding:
             return f"serving model on toto {night} vs on its evaluation data"
         if self.kind == "late":
             return f"caught up on {night}"
+        if self.kind == "model":
+            return f"Evaluator on the {self.where} split of {night}"
         return f"split {self.where} of {night}"
 
     def message(self, night: str, previous_night: Optional[str]) -> str:
         """E.g. 'aspect_ratio: KS distance 0.77 > 0.30, p 1.0e-04 < 5.0e-04, 36 tonight
         vs 156 in the baseline, toto 2026-01-02 vs training'."""
         against = self._against(night, previous_night)
-        if self.value is None or self.threshold is None:
+        if self.kind == "model":     # the description says which bound failed, and how
+            text = f"model not blessed: {self.description} ({against})"
+        elif self.value is None or self.threshold is None:
             text = f"{self.feature}: {self.description} ({self.anomaly}), {against}"
         elif self.p_value is None:
             text = (f"{self.feature}: {self.statistic()} {self.value:.2f} > "
@@ -96,12 +103,64 @@ class Decision:
         return bool(self.blocking) and self.force_push
 
     @property
+    def unblessed(self) -> bool:
+        """Tonight's model was not blessed: nothing is pushed, force_push or not."""
+        return any(f.kind == "model" for f in self.blocking + self.warnings)
+
+    @property
     def needs_alert(self) -> bool:
         """Acknowledged findings alone send nothing: accepting a shift ends the nightly page."""
         return bool(self.blocking or self.warnings)
 
     def findings(self) -> tuple[Finding, ...]:
         return self.blocking + self.warnings + self.acknowledged
+
+
+PUSHER_CHECKS_BLESSING = ("not pushed, and force_push cannot push it: the Pusher checks "
+                          "the Evaluator's blessing itself")
+
+
+def model_findings(verdict: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary's "model" findings: one per failed threshold of an unblessed model.
+
+    `verdict` is `report.evaluation_verdict()`. Empty when the model was blessed, or
+    when the Evaluator did not complete (that task's failure alerts on its own:
+    plugins/emerald_alerts/notifiers.py). The message says the Pusher will not push
+    it, force_push or not, so nobody triggers a forced run expecting a push.
+    """
+    if not verdict or not verdict["evaluated"] or verdict["blessed"]:
+        return []
+
+    def num(value) -> str:
+        return "unknown" if value is None else f"{value:.3f}"
+
+    floor, drop = verdict["min_accuracy"], verdict["max_accuracy_drop"]
+    accuracy, basis = verdict["accuracy"], verdict["basis"]
+    out = []
+    for failed in verdict["failed_thresholds"] or ["(none)"]:
+        if failed == "value_threshold":
+            out.append({"type": "BELOW_MIN_ACCURACY", "value": accuracy, "threshold": floor,
+                        "description": f"accuracy {num(accuracy)} < min_accuracy {floor:.3f} "
+                                       f"({basis})"})
+        elif failed == "change_threshold":
+            change = verdict["change"]
+            out.append({"type": "ACCURACY_REGRESSION",
+                        "value": None if change is None else -change, "threshold": drop,
+                        "description": (
+                            f"accuracy {num(accuracy)} vs {num(verdict['baseline_accuracy'])} "
+                            f"of the baseline model {verdict['baseline_model']}: a drop of "
+                            f"{num(None if change is None else -change)} > max_accuracy_drop "
+                            f"{drop:.3f} ({basis})")})
+        else:
+            reasons = "; ".join(verdict["reasons"]) or "validation_ok is false"
+            out.append({"type": "NOT_BLESSED", "value": accuracy, "threshold": floor,
+                        "description": f"the Evaluator's validation failed ({reasons}); "
+                                       f"accuracy {num(accuracy)}, min_accuracy {floor:.3f} "
+                                       f"({basis})"})
+    for item in out:
+        item.update(where="eval", feature="accuracy",
+                    description=f"{item['description']}; {PUSHER_CHECKS_BLESSING}")
+    return out
 
 
 def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> list[Finding]:
@@ -112,7 +171,9 @@ def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> 
     found = []
     for kind, key in SUMMARY_KEYS:
         seen = set()
-        for item in summary.get(key, []):
+        items = (model_findings(summary.get(key)) if kind == "model"
+                 else summary.get(key, []))
+        for item in items:
             dedupe = (item["feature"], item["type"], item["where"])
             if dedupe in seen:
                 continue
@@ -143,10 +204,15 @@ def decide(findings: Sequence[Finding], policy: GateConfig, force_push: bool) ->
 def alert_text(decision: Decision, night: str, previous_night: Optional[str],
                report_url: str) -> tuple[str, str]:
     """(subject, plain text body) of the night's one alert."""
-    if decision.forced:
+    if decision.forced and decision.unblessed:
+        verdict = ("force_push, but the model is NOT blessed: NOT pushed (the Pusher "
+                   "checks the blessing itself)")
+    elif decision.forced:
         verdict = "PUSHED ANYWAY (force_push) despite blocking findings"
     elif decision.blocked:
-        verdict = "push BLOCKED"
+        verdict = "push BLOCKED" + (" (model not blessed)" if decision.unblessed else "")
+    elif decision.unblessed:
+        verdict = "model NOT blessed: not pushed"
     else:
         verdict = "pushed as usual; warnings only"
     subject = f"[Emerald] night {night}: {verdict}"

@@ -114,3 +114,34 @@ def section_html(summary: dict[str, Any], history: Sequence[dict[str, Any]]) -> 
                      "the minimum dashed</h4><div class='charts trends'>"
                      + "".join(trend_charts(nights, kind)) + "</div>")
     return "\n".join(parts)
+
+
+def blessing_html(verdict: Optional[dict[str, Any]]) -> str:
+    """One line: blessed or not, and against what (the first night has no baseline)."""
+    if not verdict or not verdict.get("evaluated"):
+        return "<p class='blessing'>The Evaluator did not complete for this run.</p>"
+    against = (f"min_accuracy {verdict['min_accuracy']:.3f}" if not verdict["baseline_model"]
+               else f"min_accuracy {verdict['min_accuracy']:.3f} and the baseline model "
+                    f"{verdict['baseline_model']} (accuracy "
+                    + ("unknown" if verdict["baseline_accuracy"] is None
+                       else f"{verdict['baseline_accuracy']:.3f}")
+                    + f", max_accuracy_drop {verdict['max_accuracy_drop']:.3f})")
+    return (f"<p class='blessing'><b>{'Blessed' if verdict['blessed'] else 'NOT blessed'}</b>"
+            f": {html.escape(str(verdict['basis']))}; held to {html.escape(against)}.</p>")
+
+
+def training_text(record: Optional[dict[str, Any]]) -> str:
+    """How tonight's model was trained: a warm start from the serving model (on what), or a
+    full retrain and why (pipeline_src/model/warm_start.py writes the record)."""
+    if not record:
+        return "no training record (the Trainer did not complete, or predates warm starts)"
+    if record.get("mode") == "warm_start":
+        return (f"warm start from {record.get('base_model')}: {record.get('epochs')} epochs on "
+                f"{record.get('new_images')} new + {record.get('replayed_images')} replayed "
+                f"images ({record.get('reason')})")
+    return (f"full retrain: {record.get('epochs')} epochs on {record.get('train_images')} "
+            f"images ({record.get('reason')})")
+
+
+def training_html(record: Optional[dict[str, Any]]) -> str:
+    return f"<p class='training'><b>Training</b>: {html.escape(training_text(record))}.</p>"

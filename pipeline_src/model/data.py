@@ -5,7 +5,7 @@ Transform runs with materialize=False, so the transform graph is applied here
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -69,7 +69,9 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
              repeat: Optional[bool] = None,
              seed: int = 42,
              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-             tft_layer=None) -> tf.data.Dataset:
+             tft_layer=None,
+             keep: Optional[Sequence[bool]] = None,
+             drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
     """Batches of (IMAGE_XF float32 [b, s, s, 3], LABEL_XF int64 [b]).
 
     training=True: shuffled (seeded, reshuffled each pass), augmented, and
@@ -77,13 +79,22 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
     partial batch is dropped. training=False: file order, not repeated, not
     augmented. Examples whose label is unknown (LABEL_XF == -1) are dropped
     in both cases.
+
+    keep: one bool per record in input order (list_files, read sequentially):
+    only those records are used (a warm night's new + replayed images, see
+    warm_start.py). drop_remainder defaults to `training`; a warm night smaller
+    than one batch turns it off, or it would have no batch at all.
     """
+    drop_remainder = training if drop_remainder is None else drop_remainder
     repeat = training if repeat is None else repeat
     files = list_files(file_patterns)
     feature_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tft_layer if tft_layer is not None else tf_transform_output.transform_features_layer()
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if keep is not None:
+        mask = tf.constant(list(keep), tf.bool)
+        ds = ds.enumerate().filter(lambda i, record: mask[i]).map(lambda i, record: record)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -102,5 +113,5 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
         ds = tf.data.Dataset.zip((ds, randoms)).map(
             lambda example, r: (augment(example[0], r), example[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)

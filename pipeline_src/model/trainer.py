@@ -1,8 +1,18 @@
 """TFX Trainer entry point: Trainer(run_fn='pipeline_src.model.trainer.run_fn', ...).
 
 custom_config keys: labels (list of str), image_size (int), epochs (int),
-batch_size (int), learning_rate (float); optional seed (int, default 42) and
-shuffle_buffer (int).
+batch_size (int), learning_rate (float); optional seed (int, default 42),
+shuffle_buffer (int), warm_start (bool, default false), warm_start_epochs
+(int, default 5), replay_fraction (float, default 0.25) and FULL_RETRAIN_KEY
+(bool or "true"/"false", default false: the DAG param full_retrain sets it).
+
+Warm start (warm_start.py): with warm_start on, a base model (the Trainer's
+base_model input, the latest blessed model) whose architecture matches and no
+full_retrain asked, the model starts from the base's weights and trains
+warm_start_epochs passes over the images new to it plus a replay sample of
+the older ones; otherwise `epochs` passes over the whole train split from a
+fresh init. Either way a training record (mode, reason, base model, epochs,
+image counts, nights) is written beside the SavedModel: read_training_record.
 
 train_steps (TrainArgs.num_steps): None / 0 -> `epochs` full passes over the
 train split; N -> N steps in total, spread over `epochs` epochs of a repeated
@@ -16,14 +26,19 @@ import os
 from typing import Any, Mapping
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
 from pipeline_src import features
-from pipeline_src.model import data, exporter, model as model_lib, predictions
+from pipeline_src.config import is_true
+from pipeline_src.model import data, exporter, model as model_lib, predictions, warm_start
+from pipeline_src.model.warm_start import FULL_RETRAIN_KEY, read_training_record  # noqa: F401
 
 DEFAULT_SEED = 42
+DEFAULT_WARM_START_EPOCHS = 5
+DEFAULT_REPLAY_FRACTION = 0.25
 
 
 def _settings(custom_config: Mapping[str, Any] | None) -> dict:
@@ -40,6 +55,11 @@ def _settings(custom_config: Mapping[str, Any] | None) -> dict:
         "learning_rate": float(custom_config["learning_rate"]),
         "seed": int(custom_config.get("seed", DEFAULT_SEED)),
         "shuffle_buffer": int(custom_config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)),
+        "warm_start": is_true(custom_config.get("warm_start", False)),
+        "warm_start_epochs": int(custom_config.get("warm_start_epochs",
+                                                   DEFAULT_WARM_START_EPOCHS)),
+        "replay_fraction": float(custom_config.get("replay_fraction", DEFAULT_REPLAY_FRACTION)),
+        "full_retrain": is_true(custom_config.get(FULL_RETRAIN_KEY, False)),
     }
 
 
@@ -65,8 +85,50 @@ class _EpochLogger(keras.callbacks.Callback):
         logging.info("epoch %d/%d: %s", epoch + 1, self.params.get("epochs", 0), metrics)
 
 
+def callbacks(fn_args) -> list:
+    """The fit callbacks (a function, so a test can add one that watches the weights)."""
+    result = [_EpochLogger()]
+    if fn_args.model_run_dir:
+        result.append(keras.callbacks.TensorBoard(
+            log_dir=fn_args.model_run_dir, update_freq="epoch", profile_batch=0))
+    return result
+
+
+def _plan(fn_args, settings: dict, model) -> tuple[warm_start.Decision, dict]:
+    """Warm or full (the base's weights loaded into `model` when warm), and what to train on."""
+    decision = warm_start.decide(
+        warm_start=settings["warm_start"], full_retrain=settings["full_retrain"],
+        base_serving_dir=getattr(fn_args, "base_model", None), labels=settings["labels"],
+        image_size=settings["image_size"], model=model)
+    images = warm_start.scan(fn_args.train_files)
+    known = warm_start.known_labels(images, settings["labels"])
+    if decision.mode == warm_start.WARM:
+        warm_start.load_weights(model, decision.weights)
+        new, replayed = warm_start.select(images, decision.base_record, settings["labels"],
+                                          settings["replay_fraction"], settings["seed"])
+        keep, epochs = new | replayed, settings["warm_start_epochs"]
+    else:
+        new, replayed = known, np.zeros(len(images), bool)
+        keep, epochs = None, settings["epochs"]
+    logging.info("%s: %s; %d new and %d replayed images", decision.mode, decision.reason,
+                 int(new.sum()), int(replayed.sum()))
+    record = {
+        "mode": decision.mode, "reason": decision.reason, "base_model": decision.base_model,
+        "epochs": epochs, "train_images": int(known.sum()), "new_images": int(new.sum()),
+        "replayed_images": int(replayed.sum()),
+        "new_nights": sorted({images.nights[i] for i in np.flatnonzero(new)}),
+        "night_counts": warm_start.trained_on(images, decision.base_record),
+        "labels": settings["labels"], "image_size": settings["image_size"],
+        "warm_start_epochs": settings["warm_start_epochs"],
+        "replay_fraction": settings["replay_fraction"],
+    }
+    record["trained_on_nights"] = sorted(record["night_counts"])
+    return decision, {"record": record, "keep": keep, "selected": int((new | replayed).sum())}
+
+
 def run_fn(fn_args) -> None:
-    """Trains the CNN on the transformed train split and exports it to serving_model_dir."""
+    """Trains the CNN (warm or full, see the module docstring) and exports it to
+    serving_model_dir, with the reference predictions and the training record beside it."""
     settings = _settings(fn_args.custom_config)
     model_lib.skip_autograph_for_tf_keras()
     keras.backend.clear_session()
@@ -77,29 +139,34 @@ def run_fn(fn_args) -> None:
     _check_image_size(tf_transform_output, settings["image_size"])
     tft_layer = tf_transform_output.transform_features_layer()
 
-    epochs, steps_per_epoch, repeat = schedule(fn_args.train_steps, settings["epochs"])
+    model = model_lib.build_model(
+        settings["image_size"], len(settings["labels"]), settings["learning_rate"])
+    decision, plan = _plan(fn_args, settings, model)
+    record = plan["record"]
+    epochs, steps_per_epoch, repeat = schedule(fn_args.train_steps, record["epochs"])
+    record["epochs"] = epochs if plan["selected"] and record["epochs"] else 0
     train_ds = data.input_fn(
         fn_args.train_files, tf_transform_output, settings["batch_size"], training=True,
         repeat=repeat, seed=settings["seed"], shuffle_buffer=settings["shuffle_buffer"],
-        tft_layer=tft_layer)
+        tft_layer=tft_layer, keep=plan["keep"],
+        drop_remainder=plan["selected"] >= settings["batch_size"])
     eval_ds = data.input_fn(
         fn_args.eval_files, tf_transform_output, settings["batch_size"], training=False,
         tft_layer=tft_layer)
 
-    model = model_lib.build_model(
-        settings["image_size"], len(settings["labels"]), settings["learning_rate"])
-    callbacks = [_EpochLogger()]
-    if fn_args.model_run_dir:
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=fn_args.model_run_dir, update_freq="epoch", profile_batch=0))
-    logging.info("training %d epochs (%s steps each) on %s, evaluating on %s",
-                 epochs, steps_per_epoch or "all", fn_args.train_files, fn_args.eval_files)
-    history = model.fit(
-        train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        validation_data=eval_ds, validation_steps=fn_args.eval_steps or None,
-        callbacks=callbacks, verbose=2)
+    history = None
+    if record["epochs"]:
+        logging.info("training %d epochs (%s steps each) on %d images of %s, evaluating on %s",
+                     epochs, steps_per_epoch or "all", plan["selected"], fn_args.train_files,
+                     fn_args.eval_files)
+        history = model.fit(
+            train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            validation_data=eval_ds, validation_steps=fn_args.eval_steps or None,
+            callbacks=callbacks(fn_args), verbose=2)
+    else:   # a warm night with nothing to train on: the base model as it is
+        logging.info("nothing to train on: exporting the base model's weights unchanged")
 
-    if fn_args.model_run_dir:
+    if fn_args.model_run_dir and history is not None:
         tf.io.gfile.makedirs(fn_args.model_run_dir)
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
             json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
@@ -109,6 +176,9 @@ def run_fn(fn_args) -> None:
     logging.info("exported the serving model to %s", fn_args.serving_model_dir)
     record_reference_predictions(fn_args.serving_model_dir, fn_args.eval_files,
                                  settings["labels"])
+    path = warm_start.write_training_record(
+        warm_start.model_uri_of(fn_args.serving_model_dir), record)
+    logging.info("wrote the training record %s (%s)", path, decision.mode)
 
 
 def record_reference_predictions(serving_model_dir: str, eval_files, labels) -> str:

@@ -88,7 +88,7 @@ def check_tasks_ran(dag_run, night: dt.date) -> None:
 
 
 def run_night(config: Config, night: dt.date, corpus_only: bool = False,
-              force_push: bool = False) -> dict[str, Any]:
+              force_push: bool = False, full_retrain: bool = False) -> dict[str, Any]:
     """Runs the DAG for `night` and returns the night's summary (with the gate's findings)."""
     check_schedulable(config, night)
     prepare_airflow(config)
@@ -103,7 +103,8 @@ def run_night(config: Config, night: dt.date, corpus_only: bool = False,
     logical_date = dt.datetime.combine(night, dt.time(2), tzinfo=dt.timezone.utc)
     dag_run = dag.test(execution_date=logical_date, run_conf={"night": night.isoformat(),
                                                                   "corpus_only": corpus_only,
-                                                                  "force_push": force_push})
+                                                                  "force_push": force_push,
+                                                                  "full_retrain": full_retrain})
     check_tasks_ran(dag_run, night)     # before a report could overwrite a real one
     tfx_run_id = f"{dag_run.run_id}.{dag_run.id}"
     written = config.paths.reports / night.isoformat() / SUMMARY_FILE
@@ -123,10 +124,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         # Airflow and TFX log to stdout; with --json, stdout is the one JSON object.
         with _stdout_to_stderr():
-            summary = run_night(config, night, args.corpus_only, args.force_push)
+            summary = run_night(config, night, args.corpus_only, args.force_push,
+                                args.full_retrain)
         print(json.dumps(summary, sort_keys=True), flush=True)
     else:
-        summary = run_night(config, night, args.corpus_only, args.force_push)
+        summary = run_night(config, night, args.corpus_only, args.force_push, args.full_retrain)
         from pipeline_src.decision.report import format_table
         print(format_table(summary))
     return 0 if summary["state"] == "success" else 1
@@ -155,4 +157,6 @@ def register(subparsers) -> None:
                         help="push even when the data gate blocks (alerted)")
     parser.add_argument("--corpus-only", action="store_true",
                         help="the bootstrap night before Toto's first upload")
+    parser.add_argument("--full-retrain", action="store_true",
+                        help="train from scratch, not from the serving model")
     parser.set_defaults(func=_run)

@@ -15,17 +15,14 @@ from tfx.orchestration import data_types
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipeline_src import features, names
+# Runtime parameters, substituted at launch (names.py is their one home).
+from pipeline_src.names import (INPUT_BASE, NIGHT_PARAMETER, PUSH_DESTINATION,
+                                SCHEMA_FILE_PARAMETER as SCHEMA_FILE)
 from pipeline_src.components.examplegen import ImageExampleGen
 from pipeline_src.model import exporter
+from pipeline_src.serving.strategy import ServingModelStrategy
 from pipeline_src.components.distribution_validator import ImageDistributionValidator, settings_json
 
-# Runtime parameters, substituted at launch (pipeline-root and pipeline-run-id
-# are TFX's own).
-NIGHT_PARAMETER = "night"
-INPUT_BASE = "input-base"
-SCHEMA_FILE = "schema-file"
-PUSH_DESTINATION = "push-destination"
-RUNTIME_PARAMETERS = (NIGHT_PARAMETER, INPUT_BASE, SCHEMA_FILE, PUSH_DESTINATION)
 
 PREPROCESSING_FN = "pipeline_src.model.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline_src.model.trainer.run_fn"
@@ -123,8 +120,15 @@ def create_pipeline(
     schema_file: Optional[str] = None,
     serving_dir: Optional[str] = None,
     metadata_path: Optional[str] = None,
+    warm_start: bool = False,
+    warm_start_epochs: int = 5,
+    replay_fraction: float = 0.25,
 ) -> tfx.dsl.Pipeline:
-    """The nightly pipeline. Paths and night left as None become runtime parameters."""
+    """The nightly pipeline. Paths and night left as None become runtime parameters.
+
+    warm_start, warm_start_epochs, replay_fraction: the Trainer's warm start
+    (pipeline_src/model/warm_start.py), from the serving model.
+    """
     push_destination = (_parameter(PUSH_DESTINATION) if serving_dir is None else
                         tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
                             base_directory=serving_dir)))
@@ -140,12 +144,15 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         exclude_splits=[features.TRAIN, features.PREVIOUS])
+    # The serving model (pipeline_src/serving/strategy.py: what {serving}/CURRENT names,
+    # a rollback included; else the latest blessed one): the Evaluator's baseline, the
+    # Trainer's warm start and what prediction drift watches.
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=ServingModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(names.RESOLVER)
-    # Skew, drift and prediction drift (the serving model = the latest blessed one).
+    # Skew, drift and prediction drift (of the serving model's outputs).
     distribution_validator = ImageDistributionValidator(
         examples=example_gen.outputs["examples"],
         serving_model=model_resolver.outputs["model"],
@@ -162,15 +169,22 @@ def create_pipeline(
         materialize=False,
         disable_statistics=True,   # in-place: writes the graph, no Beam pass over images
         splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN]))
+    # base_model: the serving model (none on the first night), warm started from when
+    # its architecture matches; FULL_RETRAIN_KEY false here, true when a launch asks
+    # for a full retrain.
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        base_model=model_resolver.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
         custom_config={**model_config, "epochs": epochs, "batch_size": batch_size,
-                       "learning_rate": learning_rate})
+                       "learning_rate": learning_rate, "warm_start": bool(warm_start),
+                       "warm_start_epochs": int(warm_start_epochs),
+                       "replay_fraction": float(replay_fraction),
+                       names.FULL_RETRAIN_KEY: False})
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, Callable, Optional
 
 from pipeline_src.decision import gate
 from pipeline_src.decision import report
 from pipeline_src.config import Config, is_true, load_config, night_arg
+from pipeline_src.serving import lifecycle
 
 log = logging.getLogger(__name__)
 BLOCKED_EXIT_CODE = 3      # `emerald gate`: the push is blocked (the task fails, no retry)
@@ -21,8 +23,14 @@ BLOCKED_EXIT_CODE = 3      # `emerald gate`: the push is blocked (the task fails
 
 def write_night_report(config: Config, tfx_run_id: str, night: str,
                        state: Optional[str] = None, force_push: bool = False) -> dict[str, Any]:
-    """Writes {reports}/{night}/summary.json and report.html; returns the summary."""
-    return _decide_and_write(config, tfx_run_id, night, state, force_push)[0]
+    """Writes {reports}/{night}/summary.json and report.html; returns the summary.
+
+    A pushed night is then recorded in the serving history, once, and made to
+    serve (pipeline_src.serving): this task runs after Pusher whatever happened.
+    """
+    summary = _decide_and_write(config, tfx_run_id, night, state, force_push)[0]
+    lifecycle.record_push(config, summary)
+    return summary
 
 
 def _decide_and_write(config: Config, tfx_run_id: str, night: str, state: Optional[str],
@@ -89,6 +97,24 @@ def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = Non
     return lambda subject, body: hook.send(tfx_run_id, subject, body, context or {})
 
 
+XCOM_FILE_ENV = "EMERALD_XCOM_FILE"    # set in the gate's and report's pods (emerald_dag.pods)
+
+
+def hand_back(result: dict[str, Any]) -> None:
+    """The task's result on stdout, and where the pod's XCom sidecar reads it, when asked.
+
+    A pod cannot push an XCom itself: KubernetesPodOperator(do_xcom_push=True) reads
+    /airflow/xcom/return.json from the pod, which EMERALD_XCOM_FILE names.
+    """
+    text = json.dumps(result, default=str)
+    print(text)
+    path = os.environ.get(XCOM_FILE_ENV)
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(text)
+
+
 def _run(args) -> int:
     """`emerald gate` / `emerald report`."""
     logging.basicConfig(level=logging.INFO)
@@ -96,8 +122,8 @@ def _run(args) -> int:
     if args.command == "report":
         summary = write_night_report(config, args.run_id, args.night, state=args.state,
                                      force_push=args.force_push)
-        print(json.dumps({"report_url": summary["report_url"],
-                          "push_blocked": summary["push_blocked"], "state": summary["state"]}))
+        hand_back({"report_url": summary["report_url"],
+                   "push_blocked": summary["push_blocked"], "state": summary["state"]})
         return 0
     try:
         result = run_gate(config, args.run_id, args.night, args.force_push,
@@ -105,7 +131,7 @@ def _run(args) -> int:
     except gate.PushBlocked as blocked:
         print(str(blocked))
         return BLOCKED_EXIT_CODE
-    print(json.dumps(result, default=str))
+    hand_back(result)
     return 0
 
 

@@ -28,6 +28,8 @@ SUBCOMMAND_MODULES = (
     "pipeline_src.orchestration.night",
     "pipeline_src.orchestration.tasks",
     "pipeline_src.decision.acknowledgments",
+    "pipeline_src.tools.show_config",
+    "pipeline_src.serving.cli",
 )
 
 # What the user can fix: one line, no traceback.

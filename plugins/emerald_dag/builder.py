@@ -21,9 +21,9 @@ from airflow.models.param import Param
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
-from pipeline_src.names import (DATA_GATE, EXAMPLE_GEN, FORCE_PUSH, INGEST_NIGHT, NIGHT,
-                                NIGHT_REPORT, PUSHER, RUN_STATE, TFX_RUN_ID, VALIDATORS,
-                                WAIT_FOR_NIGHT)
+from pipeline_src.names import (DATA_GATE, EXAMPLE_GEN, FORCE_PUSH, FULL_RETRAIN,
+                                GATE_UPSTREAM, INGEST_NIGHT, NIGHT, NIGHT_REPORT, PUSHER,
+                                RUN_STATE, TFX_RUN_ID, TRAINER, WAIT_FOR_NIGHT)
 
 DOC_MD = """
 ### Emerald nightly retraining
@@ -37,9 +37,14 @@ night of Toto's photos, and refuses to push a model when the data went wrong.
 * **Night**: the run's logical date (`ds`), or the `night` param when you
   trigger a run by hand (*Trigger DAG w/ config*).
 * **data_gate** fails (no retry) when tonight's data is skewed or breaks the
-  schema, so Pusher does not run; trigger with `force_push` to push anyway.
+  schema, or the Evaluator did not bless the model, so Pusher does not run;
+  trigger with `force_push` to push despite data findings (an unblessed model
+  is never pushed: the Pusher checks the blessing itself).
 * **Evaluation** uses tonight's Toto photos; the model is pushed only when
-  blessed (accuracy >= the configured floor, no regression).
+  blessed (accuracy >= the configured floor, no regression; the first night,
+  with no baseline model, against the floor only).
+* **Alerts**: the gate's findings, and any task that fails for good (after its
+  retries; a sensor's timeout too), go by email and Slack with a link to the log.
 * Configuration: `include/emerald.yaml` (+ `EMERALD_*` environment overrides).
 """
 
@@ -86,7 +91,8 @@ def run_emerald(argv: Sequence[str]) -> None:
 
 
 def _task(config: Config, task_id: str, argv: list[str],
-          in_process: Callable[..., BaseOperator], **task_args) -> BaseOperator:
+          in_process: Callable[..., BaseOperator], xcom: bool = False,
+          **task_args) -> BaseOperator:
     """The task that runs `emerald ARGV`, where `dag.node_runner` says."""
     runner = config.dag.node_runner
     if runner == "in_process":
@@ -100,22 +106,23 @@ def _task(config: Config, task_id: str, argv: list[str],
             task_id=task_id, python=config.dag.external_python, python_callable=run_emerald,
             op_args=[argv], expect_airflow=False, **task_args)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.providers.cncf.kubernetes.secret import Secret
+
+    from emerald_dag.pods import pod_arguments
 
     # Google's advice for TFX on Cloud Composer: the project's image, its own Python.
-    return KubernetesPodOperator(
-        task_id=task_id, name=f"emerald-{task_id.lower().replace('_', '-')}",
-        image=config.dag.kubernetes_image, cmds=["emerald"], arguments=argv,
-        env_vars={"EMERALD_PROFILE": config.profile or "", "EMERALD_SOURCE": config.paths.source},
-        secrets=[Secret("env", "EMERALD_MLMD_PASSWORD", "emerald-mlmd", "password")],
-        get_logs=True, **task_args)
+    return KubernetesPodOperator(task_id=task_id, cmds=["emerald"], arguments=argv,
+                                 **pod_arguments(config, task_id, xcom=xcom), **task_args)
 
 
 def _node_task(config: Config, node_id: str) -> BaseOperator:
     from emerald_tfx.operators import TfxNodeOperator
 
-    return _task(config, node_id, ["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id],
-                 lambda **kw: TfxNodeOperator(node_id=node_id, **kw))
+    argv = ["node", "--run-id", TFX_RUN_ID, "--night", NIGHT, node_id]
+    if node_id == TRAINER:          # the DAG param: train from scratch, not warm
+        argv[-1:-1] = [f"--full-retrain={FULL_RETRAIN}"]
+        return _task(config, node_id, argv, lambda **kw: TfxNodeOperator(
+            node_id=node_id, full_retrain=FULL_RETRAIN, **kw))
+    return _task(config, node_id, argv, lambda **kw: TfxNodeOperator(node_id=node_id, **kw))
 
 
 def _gate_task(config: Config) -> BaseOperator:
@@ -124,7 +131,7 @@ def _gate_task(config: Config) -> BaseOperator:
 
     return _task(config, DATA_GATE, ["gate", "--run-id", TFX_RUN_ID, "--night", NIGHT,
                                      f"--force-push={FORCE_PUSH}"],
-                 DataGateOperator, retries=0)
+                 DataGateOperator, xcom=True, retries=0)
 
 
 def _report_task(config: Config) -> BaseOperator:
@@ -132,7 +139,21 @@ def _report_task(config: Config) -> BaseOperator:
 
     return _task(config, NIGHT_REPORT, ["report", "--run-id", TFX_RUN_ID, "--night", NIGHT,
                                         f"--force-push={FORCE_PUSH}", f"--state={RUN_STATE}"],
-                 NightReportOperator)
+                 NightReportOperator, xcom=True)
+
+
+def failure_callbacks(config: Config) -> list:
+    """The tasks' on_failure_callback: email + Slack, through config.alerts' connections.
+
+    One notifier (plugins/emerald_alerts/notifiers.py) delivers both channels through
+    the providers' SmtpNotifier and SlackWebhookNotifier, each on its own, retried,
+    with the connections' secrets kept out of what it logs.
+    """
+    from emerald_alerts.notifiers import EmeraldFailureNotifier
+
+    return [EmeraldFailureNotifier(
+        reports_dir=str(config.paths.reports), smtp_conn_id=config.alerts.smtp_conn_id,
+        slack_conn_id=config.alerts.slack_conn_id, emails=config.alerts.emails)]
 
 
 def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
@@ -143,6 +164,9 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
         "retry_delay": dt.timedelta(minutes=config.dag.retry_delay_minutes),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=config.dag.max_retry_delay_minutes),
+        # Called once a task fails for good (Airflow calls on_retry_callback instead while
+        # retries are left); the gate's own block is alerted by the gate, not again here.
+        "on_failure_callback": failure_callbacks(config),
     }
     start = dt.datetime.combine(config.dag.start_date, dt.time(), tzinfo=dt.timezone.utc)
     with DAG(
@@ -160,6 +184,9 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
             "force_push": Param(False, type="boolean",
                                 description="Push even when the data gate blocks "
                                             "(logged and alerted)"),
+            "full_retrain": Param(False, type="boolean",
+                                  description="Train from scratch tonight instead of "
+                                              "warm starting from the serving model"),
             "corpus_only": Param(False, type="boolean",
                                  description="Bootstrap night before Toto's first upload: "
                                              "train on the corpus alone, wait for nothing"),
@@ -173,10 +200,11 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
                 tasks[parent] >> tasks[node_id]
             if not upstream and node_id == EXAMPLE_GEN:
                 wait >> ingest >> tasks[node_id]
-        # The gate sits between the validators and Pusher; the report is a teardown:
-        # it runs whatever happened and does not decide the run's state.
+        # The gate sits between the validators (and the Evaluator, whose blessing it
+        # alerts on) and Pusher; the report is a teardown: it runs whatever happened and
+        # does not decide the run's state.
         gate = _gate_task(config)
-        [tasks[node] for node in VALIDATORS] >> gate >> tasks[PUSHER]
+        [tasks[node] for node in GATE_UPSTREAM] >> gate >> tasks[PUSHER]
         report = _report_task(config).as_teardown()
         [wait, ingest] + list(tasks.values()) + [gate] >> report
     from emerald_reports.links import attach_night_report_links

@@ -81,17 +81,21 @@ README_DIAGRAM_EDGES = {
     ("Evaluator", "Pusher"),
     ("data_gate", "Pusher"),
 }
-# The data gate, as the README's text places it: after both validators, before Pusher.
-GATE_EDGES = {("ExampleValidator", "data_gate"), ("ImageDistributionValidator", "data_gate")}
+# The data gate, as the README's text places it: after both validators and the Evaluator
+# (an unblessed model is a "model" finding), before Pusher.
+GATE_EDGES = {("ExampleValidator", "data_gate"), ("ImageDistributionValidator", "data_gate"),
+              ("Evaluator", "data_gate")}
 # The inputs the diagram leaves out, read off include/compiled/pipeline.json's upstreamNodes:
 # the schema feeds ExampleValidator and Trainer, the examples Trainer and Evaluator, the
-# model Pusher.
+# model Pusher, the serving model Trainer.
 IR_ONLY_EDGES = {
     ("ImportSchemaGen", "ExampleValidator"),
     ("ImportSchemaGen", "Trainer"),
     ("ImageExampleGen", "Trainer"),
     ("ImageExampleGen", "Evaluator"),
     ("Trainer", "Pusher"),
+    # The serving model warm-starts the Trainer (its base_model input, the Resolver's model).
+    ("LatestBlessedModelResolver", "Trainer"),
 }
 DAG_ONLY = {"wait_for_night", "ingest_night", "data_gate", "night_report"}
 
@@ -154,7 +158,7 @@ def test_external_python_runner_is_a_configuration_switch(monkeypatch):
     assert isinstance(trainer, ExternalPythonOperator)
     assert trainer.python == config.dag.external_python
     assert trainer.op_args == [["node", "--run-id", names.TFX_RUN_ID, "--night", names.NIGHT,
-                                "Trainer"]]
+                                f"--full-retrain={names.FULL_RETRAIN}", "Trainer"]]
 
 
 def test_in_process_tasks_template_the_run_id_and_night(dagbag):
@@ -162,6 +166,10 @@ def test_in_process_tasks_template_the_run_id_and_night(dagbag):
     trainer = dag.get_task("Trainer")
     assert "night" in trainer.template_fields and "tfx_run_id" in trainer.template_fields
     assert (trainer.tfx_run_id, trainer.night) == (names.TFX_RUN_ID, names.NIGHT)
+    # The DAG param full_retrain reaches the Trainer's launch (node.ask_full_retrain).
+    assert "full_retrain" in trainer.template_fields
+    assert trainer.full_retrain == names.FULL_RETRAIN
+    assert dag.params["full_retrain"] is False
 
 
 def test_committed_ir_is_not_stale():
@@ -174,7 +182,8 @@ def test_ingestion_heads_the_dag_and_the_gate_guards_the_push(dagbag):
     assert dag.get_task("wait_for_night").downstream_task_ids == {"ingest_night", "night_report"}
     assert "ingest_night" in dag.get_task("ImageExampleGen").upstream_task_ids
     gate = dag.get_task("data_gate")
-    assert {"ExampleValidator", "ImageDistributionValidator"} <= gate.upstream_task_ids
+    assert gate.upstream_task_ids == {"ExampleValidator", "ImageDistributionValidator",
+                                      "Evaluator"}
     assert "data_gate" in dag.get_task("Pusher").upstream_task_ids
     assert {"night", "corpus_only", "force_push"} <= set(dag.params)
 
@@ -219,3 +228,32 @@ def test_gate_and_report_run_where_the_nodes_run(monkeypatch, runner):
     assert gate.retries == 0                       # blocked by the data: no retry
     assert f"--state={names.RUN_STATE}" in (report.arguments if runner == "kubernetes"
                                              else report.op_args[0])
+
+
+def test_every_task_alerts_when_it_fails_for_good_through_the_configured_channels(dagbag):
+    """on_failure_callback (not on_retry_callback): Airflow calls it once no retry is left."""
+    from emerald_alerts.notifiers import EmeraldFailureNotifier
+
+    config = load_config()
+    dag = dagbag.dags[config.dag.dag_id]
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        (notifier,) = callbacks
+        assert isinstance(notifier, EmeraldFailureNotifier), task.task_id
+        assert (notifier.smtp_conn_id, notifier.slack_conn_id, notifier.emails,
+                notifier.reports_dir) == (config.alerts.smtp_conn_id, config.alerts.slack_conn_id,
+                                          config.alerts.emails, str(config.paths.reports))
+        assert not task.on_retry_callback, task.task_id      # a retry is not an alert
+
+
+@pytest.mark.parametrize("runner", ["external_python", "kubernetes"])
+def test_every_runner_alerts_failures(monkeypatch, runner):
+    from emerald_alerts.notifiers import EmeraldFailureNotifier
+
+    from emerald_dag.builder import build_nightly_dag
+
+    monkeypatch.setenv("EMERALD_NODE_RUNNER", runner)
+    dag = build_nightly_dag(load_config())
+    for task in dag.tasks:
+        assert [type(n) for n in task.on_failure_callback] == [EmeraldFailureNotifier]

@@ -136,3 +136,27 @@ def test_gate_policy_kinds_are_validated(tmp_path):
 def test_a_malformed_config_is_one_clear_config_error(tmp_path, old, new, message):
     error = _load_edited(tmp_path, old, new, message)
     assert str(tmp_path / "bad.yaml") in error and "\n" not in error
+
+
+def test_warm_start_settings_and_their_defaults():
+    training = config.load_config(env={}).training
+    assert (training.warm_start, training.warm_start_epochs, training.replay_fraction) == (
+        True, 5, 0.25)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("replay_fraction: 0.25", "replay_fraction: 1.5",
+     r"training.replay_fraction 1.5 is not in \[0, 1\]"),
+    ("replay_fraction: 0.25", "replay_fraction: -0.1", "training.replay_fraction -0.1"),
+    ("warm_start_epochs: 5", "warm_start_epochs: 0", "training.warm_start_epochs 0"),
+])
+def test_warm_start_settings_out_of_range_are_rejected(tmp_path, old, new, message):
+    _load_edited(tmp_path, old, new, message)
+
+
+def test_warm_start_false_is_read_as_off(tmp_path):
+    text = config.DEFAULT_CONFIG_FILE.read_text()
+    text = text.replace("warm_start: true", "warm_start: false")
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(text)
+    assert config.load_config(edited, env={}).training.warm_start is False

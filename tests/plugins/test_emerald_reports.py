@@ -236,40 +236,52 @@ def test_link_url_outside_the_webserver_is_built_from_the_base_url(monkeypatch):
     assert links.night_report_url("2026-01-02") == "/airflow/emerald-reports/night/2026-01-02"
 
 
-def _fab_app():
-    """A real Flask-AppBuilder app (in-memory SQLite), with the plugin's view added as Airflow
-    adds `appbuilder_views`: appbuilder.add_view(view, name, category=...)."""
-    import importlib
+_FAB_APP_PROBE = r"""
+import importlib, json, os
+from flask import Flask
+from flask_appbuilder import AppBuilder, SQLA
+from emerald_reports import links
 
-    from flask_appbuilder import AppBuilder, SQLA
-
-    plugin = importlib.import_module("emerald_reports.emerald_reports_plugin").EmeraldReportsPlugin
-    (view,) = plugin.appbuilder_views
-    app = Flask(__name__)
-    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", SQLALCHEMY_TRACK_MODIFICATIONS=False,
-                      SECRET_KEY="test", FAB_UPDATE_PERMS=False)
-    db = SQLA(app)
-    with app.app_context():
-        appbuilder = AppBuilder(app, db.session)
-        appbuilder.add_view(view["view"], view["name"], category=view["category"])
-    return app
+plugin = importlib.import_module("emerald_reports.emerald_reports_plugin").EmeraldReportsPlugin
+(view,) = plugin.appbuilder_views
+app = Flask(__name__)
+app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", SQLALCHEMY_TRACK_MODIFICATIONS=False,
+                  SECRET_KEY="test", FAB_UPDATE_PERMS=False)
+db = SQLA(app)
+with app.app_context():
+    appbuilder = AppBuilder(app, db.session)
+    appbuilder.add_view(view["view"], view["name"], category=view["category"])
+with app.test_request_context("/", base_url="http://webserver/airflow"):
+    url = links.night_report_url("2026-01-02")
+endpoint, args = app.url_map.bind("webserver", script_name="/airflow").match(url[len("/airflow"):])
+print("PROBE" + json.dumps({"url": url, "endpoint": endpoint, "args": args}))
+"""
 
 
 def test_link_url_inside_the_webserver_is_the_registered_route_of_the_view(monkeypatch):
     """Inside a request, the URL is url_for's answer for the view's real route, not the fallback.
 
+    A real Flask-AppBuilder app (in-memory SQLite), with the plugin's view added as Airflow
+    adds `appbuilder_views`, in a fresh process: FAB's security models may be declared only
+    once per process, and an Airflow database made earlier in the session declares them.
     The app is mounted under /airflow (SCRIPT_NAME) while [webserver] base_url has no path,
     so the fallback would say /emerald-reports/...: only url_for knows the prefix.
     """
-    monkeypatch.setenv("AIRFLOW__WEBSERVER__BASE_URL", "http://localhost:8080")
-    app = _fab_app()
-    with app.test_request_context("/", base_url="http://webserver/airflow"):
-        url = links.night_report_url("2026-01-02")
-    assert url == "/airflow/emerald-reports/night/2026-01-02"
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, AIRFLOW__WEBSERVER__BASE_URL="http://localhost:8080",
+               PYTHONPATH=os.pathsep.join([str(repo / "plugins"), str(repo)]))
+    proc = subprocess.run([sys.executable, "-c", _FAB_APP_PROBE], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=repo)
+    assert "PROBE" in proc.stdout, proc.stderr[-4000:]
+    found = json.loads(proc.stdout.split("PROBE", 1)[1])
+    assert found["url"] == "/airflow/emerald-reports/night/2026-01-02"
     # The URL leads back to the view's `night` page with that night.
-    endpoint, args = app.url_map.bind("webserver", script_name="/airflow").match(
-        url[len("/airflow"):])
-    assert (endpoint, args) == ("EmeraldReportsView.night", {"night": "2026-01-02"})
+    assert (found["endpoint"], found["args"]) == ("EmeraldReportsView.night",
+                                                  {"night": "2026-01-02"})
 
 
 def test_link_url_follows_the_route_wherever_the_view_is_registered(monkeypatch):
@@ -296,30 +308,6 @@ def test_get_link_uses_the_looked_up_night_and_is_empty_without_one(monkeypatch)
         raise RuntimeError("no database")
     monkeypatch.setattr(links, "_lookup_night", broken)
     assert link.get_link(None, ti_key=object()) == ""
-
-
-@pytest.fixture
-def airflow_db(tmp_path, monkeypatch):
-    """A migrated Airflow metadata database of this test's own (SQLite under tmp_path).
-
-    The session's AIRFLOW_HOME (tests/conftest.py) is shared by every test and, by
-    default, every checkout: the ORM is pointed at a fresh file, `airflow db` is
-    initialised there, and the ORM is pointed back afterwards."""
-    from airflow import settings
-    from airflow.utils import db
-
-    url = f"sqlite:///{tmp_path / 'airflow.db'}"
-    previous = settings.SQL_ALCHEMY_CONN
-    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
-    settings.SQL_ALCHEMY_CONN = url
-    settings.reconfigure_orm()
-    try:
-        db.initdb(load_connections=False)
-        yield url
-    finally:
-        settings.SQL_ALCHEMY_CONN = previous
-        monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-        settings.reconfigure_orm()
 
 
 def test_the_link_finds_each_task_instances_night_in_airflows_database(

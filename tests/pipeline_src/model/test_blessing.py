@@ -340,3 +340,75 @@ def test_force_push_overrides_the_data_gate_not_the_blessing(ir, config, evaluat
     assert (pushed, len(versions)) == (1, 1)
     served = tf.saved_model.load(os.path.join(config.paths.serving, versions[0]))
     assert exporter.SERVING_SIGNATURE in served.signatures
+
+
+# --------------------------------------------------------------------------- the first night
+
+def _verdict(config, result):
+    """The night summary's reading of this Evaluator outcome (report.evaluation_verdict)."""
+    from pipeline_src.decision import report
+
+    evaluation = os.path.join(os.path.dirname(result.blessing.uri), "evaluation")
+    verdict = report.evaluation_verdict(config, result.blessing.mlmd_artifact, evaluation)
+    return verdict, gate.model_findings(verdict)
+
+
+def test_the_first_night_is_held_to_min_accuracy_alone_and_says_so(evaluate, config):
+    """TFX "rubber stamps" a model without a baseline (tfx/components/evaluator/executor.py:
+    update_eval_config_with_defaults(..., rubber_stamp=True) drops the change threshold),
+    but TFMA still applies the value threshold: below min_accuracy is NOT blessed."""
+    below = evaluate("always_lion")                      # 0.75, no baseline
+    assert below.blessed == 0 and not below.blessing.has_custom_property("baseline_model")
+    verdict, findings = _verdict(config, below)
+    summary = {"date": NIGHT, "evaluation": verdict}
+    assert verdict["basis"] == "no baseline model: blessed against min_accuracy only"
+    assert (verdict["blessed"], verdict["baseline_model"]) == (False, None)
+    assert verdict["accuracy"] == pytest.approx(0.75) and verdict["baseline_accuracy"] is None
+    assert verdict["failed_thresholds"] == ["value_threshold"]
+    (finding,) = findings
+    assert finding["type"] == "BELOW_MIN_ACCURACY"
+    assert finding["description"].startswith(
+        "accuracy 0.750 < min_accuracy 0.800 (no baseline model: blessed against "
+        "min_accuracy only); not pushed")
+    decision = gate.decide(gate.findings_from_summary(summary), config.gate, force_push=False)
+    assert decision.blocked and decision.unblessed            # gate.block has "model"
+
+    above = evaluate("bear_as_lion")                     # 0.85, no baseline: blessed
+    verdict, findings = _verdict(config, above)
+    assert (verdict["blessed"], findings) == (True, [])
+    assert verdict["basis"] == "no baseline model: blessed against min_accuracy only"
+
+
+def test_a_regression_is_a_model_finding_naming_the_baseline_and_the_drop(evaluate, config,
+                                                                         models):
+    verdict, findings = _verdict(config, evaluate("bear_as_lion", baseline="perfect"))
+    assert verdict["baseline_model"] == models["perfect"]
+    assert verdict["basis"].startswith("blessed against min_accuracy and the baseline model")
+    assert verdict["baseline_accuracy"] == pytest.approx(1.0)
+    (finding,) = findings
+    assert finding["type"] == "ACCURACY_REGRESSION"
+    assert finding["value"] == pytest.approx(0.15) and finding["threshold"] == 0.1
+    assert finding["description"].startswith(
+        f"accuracy 0.850 vs 1.000 of the baseline model {models['perfect']}: a drop of 0.150 "
+        f"> max_accuracy_drop 0.100")
+
+
+def test_an_unblessed_first_night_reaches_email_and_slack(evaluate, config, tmp_path,
+                                                         monkeypatch, smtp_inbox, webhook_inbox):
+    """The real Evaluator's verdict, the gate's words, a real SMTP and a real webhook server."""
+    from pipeline_src.decision.alerts import EmeraldAlertHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_inbox.conn_uri)
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT", webhook_inbox.conn_uri)
+    verdict, _ = _verdict(config, evaluate("always_lion"))
+    decision = gate.decide(gate.findings_from_summary({"date": NIGHT, "evaluation": verdict}),
+                           config.gate, force_push=False)
+    subject, body = gate.alert_text(decision, NIGHT, None, "http://localhost:8080/r")
+    outcome = EmeraldAlertHook(marker_dir=tmp_path, emails=("dorothy@example.com",)).send(
+        RUN_ID, subject, body, context={})
+    assert outcome == {"email": "sent", "slack": "sent"}
+    (message,) = smtp_inbox.messages
+    assert message["subject"] == f"[Emerald] night {NIGHT}: push BLOCKED (model not blessed)"
+    assert "model not blessed: accuracy 0.750 &lt; min_accuracy 0.800 (no baseline model" in message["data"]
+    (post,) = webhook_inbox.posts
+    assert "accuracy 0.750 < min_accuracy 0.800" in json.loads(post["body"])["text"]

@@ -19,7 +19,7 @@ beam = pytest.importorskip("apache_beam")
 tft = pytest.importorskip("tensorflow_transform")
 
 from pipeline_src import features  # noqa: E402
-from pipeline_src.model import data, exporter, predictions  # noqa: E402
+from pipeline_src.model import data, exporter, predictions, warm_start  # noqa: E402
 
 import model_testing as mt  # noqa: E402
 from model_testing import COLOURS, LABELS, SIZE, example, image_bytes  # noqa: E402
@@ -61,9 +61,12 @@ def test_run_fn_records_a_history_of_every_epoch_that_learned(trained):
 
 @pytest.mark.slow
 def test_the_exported_signatures_take_raw_bytes_and_examples_and_return_label_scores(trained):
-    """What the Model artifact holds: Format-Serving/ with the three signatures' contracts."""
+    """What the Model artifact holds: Format-Serving/ with the three signatures' contracts,
+    the reference predictions and the training record (warm_start.py)."""
     assert sorted(os.listdir(trained.model_uri)) == sorted(
-        [mt.SERVING_DIR, predictions.REFERENCE_FILE])
+        [mt.SERVING_DIR, predictions.REFERENCE_FILE, warm_start.TRAINING_RECORD_FILE])
+    record = warm_start.read_training_record(trained.model_uri)
+    assert (record["mode"], record["base_model"]) == ("full", None)
     loaded = trained.loaded
     assert set(loaded.signatures) == {exporter.SERVING_SIGNATURE, exporter.TRANSFORM_SIGNATURE,
                                       exporter.EXAMPLES_SIGNATURE}
