@@ -27,9 +27,6 @@ import datetime as dt
 import json
 import os
 import re
-import signal
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,7 +35,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The checkout before tests/ (as bench_ingest.py): tests/pipeline_src, a namespace package
+# of the tests, must not be found in place of the real pipeline_src.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_parse import write_section  # noqa: E402  (a sibling script, not a package)
+import emerald_testing as testing  # noqa: E402  (the tests' real scheduler, shared)
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "emerald_nightly"
@@ -58,89 +60,37 @@ def stamp(line: str):
                                 "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def environment(home: Path, root: Path) -> dict:
-    import yaml
-
-    from pipeline_src.config import load_config
-    from pipeline_src.orchestration.night import airflow_environment
-
-    raw = yaml.safe_load((REPO / "include" / "emerald.yaml").read_text())
-    raw["dag"].update(retry_delay_minutes=0.05, max_retry_delay_minutes=0.1)
-    config_file = root / "emerald.yaml"
-    config_file.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "EMERALD_", "STORAGE_EMULATOR_HOST"))}
-    env.update(EMERALD_HOME=str(home), EMERALD_CONFIG=str(config_file),
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    config = load_config(env=env)
-    env.update(airflow_environment(config))
-    env.update(AIRFLOW__CORE__EXECUTOR="SequentialExecutor",
-               AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-               AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-               AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
-               AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()))
-    return env, config
-
-
-def airflow(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "airflow", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-
-
-def run_state(db: Path) -> str | None:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        rows = conn.execute("SELECT state FROM dag_run WHERE run_id=?", (RUN_ID,)).fetchall()
-    return rows[0][0] if rows else None
-
-
 def run_night(env: dict, config, logs: Path) -> None:
     from pipeline_src.tools import synth
 
     synth.synthesize(Path(config.paths.source), nights=0, seed=0,
                      start_date=dt.date.fromisoformat(NIGHT), corpus_per_label=20)
-    airflow(env, "db", "migrate")
-    airflow(env, "dags", "reserialize")
-    airflow(env, "dags", "unpause", DAG_ID)
+    scheduler = testing.LocalScheduler(env, logs)
+    scheduler.airflow("db", "migrate")
+    scheduler.airflow("dags", "reserialize")
+    scheduler.airflow("dags", "unpause", DAG_ID)
     db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
-    procs = []
     try:
-        for name in ("scheduler", "triggerer"):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "airflow", name], env=env,
-                stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT,
-                start_new_session=True))
-        airflow(env, "dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--exec-date",
-                f"{NIGHT}T02:00:00+00:00", "--conf",
-                json.dumps({"night": NIGHT, "corpus_only": True}))
+        scheduler.start("scheduler")
+        scheduler.start("triggerer")
+        scheduler.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--exec-date",
+                          f"{NIGHT}T02:00:00+00:00", "--conf",
+                          json.dumps({"night": NIGHT, "corpus_only": True}))
         deadline = time.monotonic() + 60 * 60
-        while run_state(db) not in ("success", "failed"):
+        while testing.run_state(db, RUN_ID) not in ("success", "failed"):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {RUN_ID} still {run_state(db)} after an hour")
+                raise TimeoutError(f"run {RUN_ID} still {testing.run_state(db, RUN_ID)} "
+                                   "after an hour")
             time.sleep(5)
-        print(f"night: {run_state(db)}", flush=True)
+        print(f"night: {testing.run_state(db, RUN_ID)}", flush=True)
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        scheduler.stop()
 
 
 def task_timings(env: dict, logs: Path) -> dict[str, dict]:
     """Per task (its last attempt): the marks above, in seconds since the epoch."""
     started: dict[str, float] = {}
-    for line in (logs / "scheduler.log").read_text(errors="replace").splitlines():
+    for line in (logs / "scheduler.0.log").read_text(errors="replace").splitlines():
         match = COMMAND.search(line)
         when = stamp(line)
         if match and when is not None:
@@ -224,11 +174,15 @@ def seconds(marks: dict, start: str, end: str) -> str:
     return f"{marks[end] - marks[start]:.1f} s" if start in marks and end in marks else ""
 
 
+def bold(cell: str) -> str:
+    return f"**{cell}**" if cell else ""
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="emerald-bench-overhead-"))
     home, logs = root / "home", root / "logs"
     logs.mkdir(parents=True)
-    env, config = environment(home, root)
+    env, config = testing.scheduler_environment(home, testing.quick_retry_config(root))
     load = os.getloadavg()
     costs = import_costs(env)
     run_night(env, config, logs)
@@ -237,8 +191,7 @@ def main() -> int:
     lines = [
         "## Fixed cost per task",
         "",
-        "Command: `.venv/bin/python bench/bench_task_overhead.py` (2 cores shared with other "
-        f"work, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start; a "
+        "Command: `.venv/bin/python bench/bench_task_overhead.py` (2 cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start; a "
         "corpus-only night of 60 corpus images under a real `airflow scheduler` with the "
         "SequentialExecutor: each task is its own `airflow tasks run DAG TASK RUN_ID --local` "
         "process, as on a worker).",
@@ -249,7 +202,9 @@ def main() -> int:
         "executor's class is imported and its Do called right after it), *executor end* "
         "`Execution N succeeded`, *end* the task log's last line. Tasks without a TFX "
         "executor (the sensor, ingestion, the resolver, the gate, the report) have no "
-        "executor columns: their work is execute -> end.",
+        "executor columns: their work is execute -> end; a blank executor cell is a node "
+        "whose task log lacks TFX's `Execution N succeeded` line (Transform and Trainer "
+        "here): its execute -> end column bounds the executor's time.",
         "",
         "| task | process start -> execute (Airflow) | execute -> executor start (launch) "
         "| **process start -> executor start** | executor | execute -> end | process start -> end |",
@@ -259,7 +214,7 @@ def main() -> int:
         m = rows[task]
         lines.append(f"| {task} | {seconds(m, 'process', 'execute')} | "
                      f"{seconds(m, 'execute', 'executor_start')} | "
-                     f"**{seconds(m, 'process', 'executor_start')}** | "
+                     f"{bold(seconds(m, 'process', 'executor_start'))} | "
                      f"{seconds(m, 'executor_start', 'executor_end')} | "
                      f"{seconds(m, 'execute', 'end')} | {seconds(m, 'process', 'end')} |")
     lines += [

@@ -24,6 +24,14 @@ SCHEMA_FILE_PARAMETER = "schema-file"
 PUSH_DESTINATION = "push-destination"
 RUNTIME_PARAMETERS = (NIGHT_PARAMETER, INPUT_BASE, SCHEMA_FILE_PARAMETER, PUSH_DESTINATION)
 
+# The SavedModel's serving contract (pipeline_src/model/exporter.py writes it; `emerald
+# predict` and TF Serving's clients call it): a batch of raw JPEG/PNG bytes in, each
+# label's score and the labels out.
+SERVING_SIGNATURE = "serving_default"
+SERVING_INPUT = "image_bytes"
+SCORES = "scores"
+CLASSES = "classes"
+
 # Airflow-only tasks around the TFX nodes.
 WAIT_FOR_NIGHT = "wait_for_night"
 INGEST_NIGHT = "ingest_night"

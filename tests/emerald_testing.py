@@ -1,6 +1,6 @@
 """Test and benchmark helpers: sample images, free ports, a real GCS emulator, a faulty proxy.
 
-The one home of what the tests and bench/bench_ingest.py share: `import
+The one home of what the tests and the benchmarks share: `import
 emerald_testing as testing`. tests/ is on sys.path under pytest: tests/conftest.py
 is in no package, so pytest's default "prepend" import mode puts its folder at the
 front of sys.path before importing it. The bench inserts tests/ itself.
@@ -14,6 +14,8 @@ front of sys.path before importing it. The bench inserts tests/ itself.
     faults     FaultProxy
     postgres   postgres_server (a context manager yielding host, port, user, password),
                create_database
+    scheduler  quick_retry_config, scheduler_environment, LocalScheduler, run_state,
+               task_state, airflow_rows (a real scheduler + triggerer for tests and bench)
 
 No Airflow import, and no Google library until the emulator's client is made.
 """
@@ -526,3 +528,114 @@ def create_database(server: dict, name: str) -> None:
                     "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'],
                    check=True, capture_output=True, text=True, timeout=60,
                    env=dict(os.environ, PGPASSWORD=server["password"]))
+
+
+# --------------------------------------------------------------------------- the real scheduler
+
+def quick_retry_config(folder: Path, **sections: dict) -> Path:
+    """include/emerald.yaml with retries seconds apart (and `sections` merged over it),
+    written into `folder`: a run under the real scheduler must not wait minutes to retry."""
+    import yaml
+
+    from pipeline_src.config import DEFAULT_CONFIG_FILE
+
+    raw = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
+    raw["dag"].update(retry_delay_minutes=0.05, max_retry_delay_minutes=0.1)
+    for name, values in sections.items():
+        raw[name].update(values)
+    config_file = Path(folder) / "emerald.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    return config_file
+
+
+def scheduler_environment(home: Path, config_file: Path, **settings: str):
+    """(env, config) for `airflow scheduler` / `triggerer` / `tasks run` processes of one home.
+
+    None of the caller's Airflow or Emerald settings; EMERALD_HOME and EMERALD_CONFIG
+    as given; Airflow's own settings from the project (night.airflow_environment); the
+    SequentialExecutor (every task its own `airflow tasks run` process, SQLite); only
+    the runs a test triggers; free ports for the log servers. `settings` (EMERALD_* or
+    AIRFLOW_*) are applied last.
+    """
+    import os
+
+    from pipeline_src.config import load_config
+    from pipeline_src.orchestration.night import airflow_environment
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "EMERALD_", "STORAGE_EMULATOR_HOST"))}
+    env.update(EMERALD_HOME=str(home), EMERALD_CONFIG=str(config_file),
+               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    env.update({k: v for k, v in settings.items() if k.startswith("EMERALD_")})
+    config = load_config(env=env)
+    env.update(airflow_environment(config))
+    env.update(AIRFLOW__CORE__EXECUTOR="SequentialExecutor",
+               AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",      # only the runs triggered
+               AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+               AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+               AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()))
+    env.update({k: v for k, v in settings.items() if not k.startswith("EMERALD_")})
+    return env, config
+
+
+class LocalScheduler:
+    """`airflow scheduler` + `airflow triggerer` in their own process groups."""
+
+    def __init__(self, env: dict, logs: Path):
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
+                              capture_output=True, text=True, timeout=300)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
+        return proc
+
+    def start(self, name: str) -> None:
+        out = open(self.logs / f"{name}.{len(list(self.logs.glob(name + '.*')))}.log", "w")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", name], env=self.env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process alone (a crash): the task it launched lives on."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def airflow_rows(db: Path, sql: str, *args) -> list[tuple]:
+    """Rows of Airflow's SQLite metadata DB, read-only (the scheduler keeps writing)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def run_state(db: Path, run_id: str, dag_id: str = "emerald_nightly") -> Optional[str]:
+    rows = airflow_rows(db, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?",
+                        dag_id, run_id)
+    return rows[0][0] if rows else None
+
+
+def task_state(db: Path, run_id: str, task_id: str, dag_id: str = "emerald_nightly") -> dict:
+    rows = airflow_rows(db, "SELECT state, try_number, pid FROM task_instance "
+                            "WHERE dag_id=? AND run_id=? AND task_id=?", dag_id, run_id, task_id)
+    state, tries, pid = rows[0] if rows else (None, 0, None)
+    return {"state": state, "try_number": tries, "pid": pid}

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import pytest
 import emerald_testing as testing
 from pipeline_src.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
 NIGHT = "2026-01-05"
 BASE_URL = "http://emerald.example:8080"
 
@@ -137,14 +134,7 @@ def _fast_init():
 
 def _short_sensor_config(tmp_path) -> Path:
     """include/emerald.yaml with the sensor giving up after 2 s (and quick retries)."""
-    import yaml
-
-    raw = yaml.safe_load((REPO / "include" / "emerald.yaml").read_text())
-    raw["ingest"]["timeout_seconds"] = 2
-    raw["dag"].update(retry_delay_minutes=0.05, max_retry_delay_minutes=0.1)
-    config_file = tmp_path / "emerald.yaml"
-    config_file.write_text(yaml.safe_dump(raw))
-    return config_file
+    return testing.quick_retry_config(tmp_path, ingest={"timeout_seconds": 2})
 
 
 def test_the_nightly_sensor_timing_out_alerts(airflow_db, config, monkeypatch, smtp_inbox,
@@ -177,28 +167,15 @@ def test_a_task_failing_under_the_real_scheduler_alerts(tmp_path, smtp_inbox, we
     the triggerer reports its timeout, the task resumes in its own `airflow tasks run`
     process and fails there, which runs the failure callback; the alert reaches this
     test's servers."""
-    from pipeline_src.orchestration.night import airflow_environment
-    from test_scheduler_faults import LocalScheduler, run_state, task
-
     home, logs = tmp_path / "home", tmp_path / "logs"
     logs.mkdir()
-    config_file = _short_sensor_config(tmp_path)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "EMERALD_", "STORAGE_EMULATOR_HOST"))}
-    env.update(EMERALD_HOME=str(home), EMERALD_CONFIG=str(config_file),
-               EMERALD_SOURCE=str(tmp_path / "source"),
-               EMERALD_ALERT_EMAILS="dorothy@example.com",
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    env.update(airflow_environment(load_config(env=env)))
-    env.update(AIRFLOW__CORE__EXECUTOR="SequentialExecutor",
-               AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-               AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-               AIRFLOW__WEBSERVER__BASE_URL=BASE_URL,
-               AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(testing.free_port()),
-               AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(testing.free_port()),
-               AIRFLOW_CONN_SMTP_DEFAULT=smtp_inbox.conn_uri,
-               AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT=webhook_inbox.conn_uri)
-    airflow = LocalScheduler(env, logs)
+    env, _ = testing.scheduler_environment(
+        home, _short_sensor_config(tmp_path),
+        EMERALD_SOURCE=str(tmp_path / "source"), EMERALD_ALERT_EMAILS="dorothy@example.com",
+        AIRFLOW__WEBSERVER__BASE_URL=BASE_URL,
+        AIRFLOW_CONN_SMTP_DEFAULT=smtp_inbox.conn_uri,
+        AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT=webhook_inbox.conn_uri)
+    airflow = testing.LocalScheduler(env, logs)
     airflow.airflow("db", "migrate")
     airflow.airflow("dags", "reserialize")
     airflow.airflow("dags", "unpause", "emerald_nightly")
@@ -212,10 +189,10 @@ def test_a_task_failing_under_the_real_scheduler_alerts(tmp_path, smtp_inbox, we
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not (
                 smtp_inbox.messages and webhook_inbox.posts
-                and task(db, "no_source", "wait_for_night")["state"] == "failed"):
+                and testing.task_state(db, "no_source", "wait_for_night")["state"] == "failed"):
             time.sleep(2)
-        sensor = task(db, "no_source", "wait_for_night")
-        state = run_state(db, "no_source")
+        sensor = testing.task_state(db, "no_source", "wait_for_night")
+        state = testing.run_state(db, "no_source")
     finally:
         airflow.stop()
     scheduler_log = "\n".join(p.read_text(errors="replace")[-3000:] for p in logs.glob("*.log"))

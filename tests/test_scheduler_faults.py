@@ -22,82 +22,24 @@ import datetime as dt
 import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+import emerald_testing as testing
+from emerald_testing import LocalScheduler, airflow_rows, run_state, task_state
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 NIGHT = "2026-01-02"
 DAG_ID = "emerald_nightly"
 RUN_A, RUN_B = "fault_a", "fault_b"
 NIGHT_TIMEOUT = 25 * 60
 
 
-class LocalScheduler:
-    """`airflow scheduler` + `airflow triggerer` in their own process groups."""
-
-    def __init__(self, env: dict, logs: Path):
-        self.env, self.logs = env, logs
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
-                              capture_output=True, text=True, timeout=300)
-        if check:
-            assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
-        return proc
-
-    def start(self, name: str) -> None:
-        out = open(self.logs / f"{name}.{len(list(self.logs.glob(name + '.*')))}.log", "w")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", name], env=self.env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self, name: str) -> None:
-        """SIGKILL the process alone (a crash): the task it launched lives on."""
-        proc = self.procs.pop(name)
-        proc.kill()
-        proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _rows(db: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
-def run_state(db: Path, run_id: str) -> str | None:
-    rows = _rows(db, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?", DAG_ID, run_id)
-    return rows[0][0] if rows else None
-
-
-def task(db: Path, run_id: str, task_id: str) -> dict:
-    rows = _rows(db, "SELECT state, try_number, pid FROM task_instance "
-                     "WHERE dag_id=? AND run_id=? AND task_id=?", DAG_ID, run_id, task_id)
-    state, tries, pid = rows[0] if rows else (None, 0, None)
-    return {"state": state, "try_number": tries, "pid": pid}
-
-
 def states(db: Path, run_id: str) -> str:
-    return "\n".join(f"  {t:<28} {s} (try {n})" for t, s, n in _rows(
+    return "\n".join(f"  {t:<28} {s} (try {n})" for t, s, n in airflow_rows(
         db, "SELECT task_id, state, try_number FROM task_instance WHERE run_id=? "
             "ORDER BY start_date", run_id))
 
@@ -136,29 +78,14 @@ def _node_of(store, execution) -> str:
 
 @pytest.fixture(scope="module")
 def faulty_nights(tmp_path_factory):
-    from pipeline_src.config import load_config
-    from pipeline_src.orchestration.night import airflow_environment
     from pipeline_src.tools import synth
 
     root = tmp_path_factory.mktemp("faults")
     home, logs = root / "home", root / "logs"
     logs.mkdir()
-    raw = yaml.safe_load((REPO / "include" / "emerald.yaml").read_text())
-    raw["dag"].update(retry_delay_minutes=0.05, max_retry_delay_minutes=0.1)
-    config_file = root / "emerald.yaml"
-    config_file.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "EMERALD_", "STORAGE_EMULATOR_HOST"))}
-    env.update(EMERALD_HOME=str(home), EMERALD_CONFIG=str(config_file),
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    config = load_config(env=env)
-    env.update(airflow_environment(config))
-    env.update(AIRFLOW__CORE__EXECUTOR="SequentialExecutor",
-               AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",      # only the runs we trigger
-               AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD="60",
-               AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-               AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
-               AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()))
+    env, config = testing.scheduler_environment(
+        home, testing.quick_retry_config(root),
+        AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD="60")
     source = Path(config.paths.source)
     staged = root / "staged"
     synth.synthesize(staged, nights=1, seed=0, start_date=dt.date.fromisoformat(NIGHT),
@@ -179,23 +106,23 @@ def faulty_nights(tmp_path_factory):
             airflow.airflow("dags", "trigger", DAG_ID, "--run-id", run_id,
                             "--exec-date", f"{NIGHT}T02:00:{second:02d}+00:00",
                             "--conf", json.dumps({"night": NIGHT}))
-        wait_for("run A's sensor to defer", lambda: task(db, RUN_A, "wait_for_night")["state"]
+        wait_for("run A's sensor to defer", lambda: task_state(db, RUN_A, "wait_for_night")["state"]
                  == "deferred", 600, db, RUN_A)
         observed["b_while_a"].add(run_state(db, RUN_B))
         (source / "toto").mkdir()
         os.rename(staged / "toto" / NIGHT, source / "toto" / NIGHT)   # Toto's photos land
 
-        tfx_a = f"{RUN_A}.{_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_A)[0][0]}"
+        tfx_a = f"{RUN_A}.{airflow_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_A)[0][0]}"
         wait_for("A's Trainer to train", lambda: running_execution(config, "Trainer", tfx_a),
                  NIGHT_TIMEOUT, db, RUN_A, poll=1.0)
         observed["b_while_a"].add(run_state(db, RUN_B))
-        killed = task(db, RUN_A, "Trainer")
+        killed = task_state(db, RUN_A, "Trainer")
         os.killpg(killed["pid"], signal.SIGKILL)             # the node's process group
         observed["killed_trainer"] = killed
         wait_for("run A to finish", lambda: run_state(db, RUN_A) in ("success", "failed"),
                  NIGHT_TIMEOUT, db, RUN_A, poll=5)
 
-        wait_for("B's Transform to run", lambda: task(db, RUN_B, "Transform")["state"]
+        wait_for("B's Transform to run", lambda: task_state(db, RUN_B, "Transform")["state"]
                  == "running", NIGHT_TIMEOUT, db, RUN_B)
         time.sleep(5)
         airflow.kill("scheduler")
@@ -204,12 +131,12 @@ def faulty_nights(tmp_path_factory):
         airflow.start("scheduler")
         wait_for("run B to finish", lambda: run_state(db, RUN_B) in ("success", "failed"),
                  NIGHT_TIMEOUT, db, RUN_B, poll=5)
-        tfx_b = f"{RUN_B}.{_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_B)[0][0]}"
+        tfx_b = f"{RUN_B}.{airflow_rows(db, 'SELECT id FROM dag_run WHERE run_id=?', RUN_B)[0][0]}"
         observed.update(
             a=run_state(db, RUN_A), b=run_state(db, RUN_B), tfx_runs=(tfx_a, tfx_b),
             a_states=states(db, RUN_A), b_states=states(db, RUN_B),
-            trainer_after=task(db, RUN_A, "Trainer"),
-            a_end_b_start=_rows(db, "SELECT (SELECT end_date FROM dag_run WHERE run_id=?), "
+            trainer_after=task_state(db, RUN_A, "Trainer"),
+            a_end_b_start=airflow_rows(db, "SELECT (SELECT end_date FROM dag_run WHERE run_id=?), "
                                     "(SELECT start_date FROM dag_run WHERE run_id=?)",
                                 RUN_A, RUN_B)[0])
     finally:
@@ -217,9 +144,6 @@ def faulty_nights(tmp_path_factory):
     yield config, observed, logs
 
 
-def _free_port() -> int:
-    from emerald_testing import free_port
-    return free_port()
 
 
 def test_a_second_trigger_of_the_night_waits_while_the_first_runs(faulty_nights):

@@ -18,11 +18,10 @@ STATISTIC_NAMES = {   # TFDV's anomaly types that carry a measured value
 }
 # Summary keys of each finding kind: TFDV's schema anomalies, then Emerald's detector.
 # Late uploads: photos of earlier nights caught up tonight (pipeline_src.ingest.late).
-# Model: the Evaluator did not bless tonight's model (model_findings() of the summary's
-# "evaluation"): a night that retrains and pushes nothing must page like a data finding,
-# not pass green.
+# Model: the Evaluator did not bless tonight's model (pipeline_src.decision.blessing): a
+# night that retrains and pushes nothing must page like a data finding, not pass green.
 SUMMARY_KEYS = (("schema", "anomalies"), ("skew", "skew"), ("drift", "drift"),
-                ("prediction", "prediction"), ("late", "late_uploads"), ("model", "evaluation"))
+                ("prediction", "prediction"), ("late", "late_uploads"), ("model", "model_findings"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,53 +115,6 @@ class Decision:
         return self.blocking + self.warnings + self.acknowledged
 
 
-PUSHER_CHECKS_BLESSING = ("not pushed, and force_push cannot push it: the Pusher checks "
-                          "the Evaluator's blessing itself")
-
-
-def model_findings(verdict: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The summary's "model" findings: one per failed threshold of an unblessed model.
-
-    `verdict` is `report.evaluation_verdict()`. Empty when the model was blessed, or
-    when the Evaluator did not complete (that task's failure alerts on its own:
-    plugins/emerald_alerts/notifiers.py). The message says the Pusher will not push
-    it, force_push or not, so nobody triggers a forced run expecting a push.
-    """
-    if not verdict or not verdict["evaluated"] or verdict["blessed"]:
-        return []
-
-    def num(value) -> str:
-        return "unknown" if value is None else f"{value:.3f}"
-
-    floor, drop = verdict["min_accuracy"], verdict["max_accuracy_drop"]
-    accuracy, basis = verdict["accuracy"], verdict["basis"]
-    out = []
-    for failed in verdict["failed_thresholds"] or ["(none)"]:
-        if failed == "value_threshold":
-            out.append({"type": "BELOW_MIN_ACCURACY", "value": accuracy, "threshold": floor,
-                        "description": f"accuracy {num(accuracy)} < min_accuracy {floor:.3f} "
-                                       f"({basis})"})
-        elif failed == "change_threshold":
-            change = verdict["change"]
-            out.append({"type": "ACCURACY_REGRESSION",
-                        "value": None if change is None else -change, "threshold": drop,
-                        "description": (
-                            f"accuracy {num(accuracy)} vs {num(verdict['baseline_accuracy'])} "
-                            f"of the baseline model {verdict['baseline_model']}: a drop of "
-                            f"{num(None if change is None else -change)} > max_accuracy_drop "
-                            f"{drop:.3f} ({basis})")})
-        else:
-            reasons = "; ".join(verdict["reasons"]) or "validation_ok is false"
-            out.append({"type": "NOT_BLESSED", "value": accuracy, "threshold": floor,
-                        "description": f"the Evaluator's validation failed ({reasons}); "
-                                       f"accuracy {num(accuracy)}, min_accuracy {floor:.3f} "
-                                       f"({basis})"})
-    for item in out:
-        item.update(where="eval", feature="accuracy",
-                    description=f"{item['description']}; {PUSHER_CHECKS_BLESSING}")
-    return out
-
-
 def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> list[Finding]:
     """Findings from `report.night_summary()`'s lists, acknowledgments applied."""
     from pipeline_src.decision import acknowledgments
@@ -171,9 +123,7 @@ def findings_from_summary(summary: dict[str, Any], acks: Sequence[Any] = ()) -> 
     found = []
     for kind, key in SUMMARY_KEYS:
         seen = set()
-        items = (model_findings(summary.get(key)) if kind == "model"
-                 else summary.get(key, []))
-        for item in items:
+        for item in summary.get(key, []):
             dedupe = (item["feature"], item["type"], item["where"])
             if dedupe in seen:
                 continue

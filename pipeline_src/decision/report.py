@@ -11,17 +11,11 @@ import re
 from typing import Any, Optional
 
 from pipeline_src.config import Config
+from pipeline_src.decision import blessing as blessing_lib
 from pipeline_src.names import (ALERTS_FILE, EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, REPORT_FILE,
                                 STATISTICS_GEN, SUMMARY_FILE, TRAINER)
 
 COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
-# What the Evaluator held tonight's model to. TFX's Evaluator "rubber stamps" a first
-# model: without a baseline it drops the change threshold (tfx/components/evaluator/
-# executor.py: update_eval_config_with_defaults(..., rubber_stamp=True)) and keeps the
-# value threshold, so the first night is blessed against min_accuracy alone.
-BASIS_NO_BASELINE = "no baseline model: blessed against min_accuracy only"
-BASIS_WITH_BASELINE = ("blessed against min_accuracy and the baseline model "
-                       "(no drop beyond max_accuracy_drop)")
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
 
 
@@ -119,77 +113,6 @@ def _accuracy(uri: str) -> dict[str, Any]:
     return result
 
 
-def _overall_accuracies(uri: str) -> dict[str, Optional[float]]:
-    """The overall slice's accuracy of the candidate, of the baseline, and their difference."""
-    import tensorflow_model_analysis as tfma
-
-    found: dict[str, Optional[float]] = {"candidate": None, "baseline": None, "change": None}
-    for metrics in tfma.load_metrics(uri):
-        if metrics.slice_key.single_slice_keys:
-            continue
-        for item in metrics.metric_keys_and_values:
-            if item.key.name != "sparse_categorical_accuracy":
-                continue
-            role = ("change" if item.key.is_diff else
-                    "baseline" if item.key.model_name == "baseline" else "candidate")
-            found[role] = item.value.double_value.value
-    return found
-
-
-def _validation_failures(uri: str) -> tuple[Optional[bool], list[str], list[str]]:
-    """TFMA's validation result: (validation_ok, the thresholds that failed, other reasons)."""
-    import tensorflow_model_analysis as tfma
-
-    try:
-        result = tfma.load_validation_result(uri)
-    except Exception:  # noqa: BLE001 - no validations file: the Evaluator validated nothing
-        return None, [], ["no validation result"]
-    failed = []
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            for field, _ in failure.metric_threshold.ListFields():
-                if field.name not in failed:
-                    failed.append(field.name)      # value_threshold | change_threshold
-    other = ([f"slices missing from the evaluation data: {len(result.missing_slices)}"]
-             if result.missing_slices else [])
-    if result.missing_thresholds:
-        other.append("no threshold configured")
-    return result.validation_ok, failed, other
-
-
-def evaluation_verdict(config: Config, blessing, evaluation_uri: Optional[str]
-                       ) -> dict[str, Any]:
-    """What the Evaluator decided tonight, and against what (a baseline model or none).
-
-    `blessing` is this run's ModelBlessing (None when the Evaluator did not complete):
-    TFX records the baseline it compared with as its `baseline_model` property, and only
-    when there was one. The verdict is read, not recomputed: TFMA's validation result
-    says which threshold failed; the configured values are what the message quotes.
-    """
-    verdict: dict[str, Any] = {
-        "evaluated": blessing is not None, "blessed": False, "baseline_model": None,
-        "basis": None, "min_accuracy": config.evaluation.min_accuracy,
-        "max_accuracy_drop": config.evaluation.max_accuracy_drop,
-        "accuracy": None, "baseline_accuracy": None, "change": None,
-        "validation_ok": None, "failed_thresholds": [], "reasons": []}
-    if blessing is None:
-        return verdict
-    props = blessing.custom_properties
-    verdict["blessed"] = bool(props["blessed"].int_value) if "blessed" in props else False
-    baseline = props["baseline_model"].string_value if "baseline_model" in props else ""
-    verdict["baseline_model"] = baseline or None
-    verdict["basis"] = BASIS_WITH_BASELINE if baseline else BASIS_NO_BASELINE
-    if not evaluation_uri:
-        verdict["reasons"] = ["no ModelEvaluation recorded"]
-    else:
-        accuracies = _overall_accuracies(evaluation_uri)
-        verdict.update(accuracy=accuracies["candidate"],
-                       baseline_accuracy=accuracies["baseline"], change=accuracies["change"])
-        (verdict["validation_ok"], verdict["failed_thresholds"],
-         verdict["reasons"]) = _validation_failures(evaluation_uri)
-    return verdict
-
-
 def night_summary(config: Config, tfx_run_id: str, night: str,
                   run_state: Optional[str] = None) -> dict[str, Any]:
     """The night's outcome, for `emerald run --json`, the demo and alerts.
@@ -206,7 +129,7 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
         "validation": None,
         "accuracy": {"overall": None, "slices": {}},
         "blessed": False, "pushed": False, "pushed_version": None,
-        "evaluation": None, "training": None,
+        "evaluation": None, "model_findings": [], "training": None,
     }
     blessing, evaluation_uri = None, None
     for node, kind, artifact in ((n, k, a) for n, items in outputs.items() for k, a in items):
@@ -238,7 +161,8 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
             summary["pushed"] = bool(props["pushed"].int_value) if "pushed" in props else False
             if summary["pushed"]:
                 summary["pushed_version"] = props["pushed_version"].string_value
-    summary["evaluation"] = evaluation_verdict(config, blessing, evaluation_uri)
+    summary["evaluation"] = blessing_lib.evaluation_verdict(config, blessing, evaluation_uri)
+    summary["model_findings"] = blessing_lib.model_findings(summary["evaluation"])
     return summary
 
 

@@ -17,15 +17,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from pipeline_src import features
+from pipeline_src.names import CLASSES, SCORES, SERVING_INPUT, SERVING_SIGNATURE  # noqa: F401
 
-SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
 EXAMPLES_SIGNATURE = "from_examples"
 
-SERVING_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
-SCORES = "scores"
-CLASSES = "classes"
 
 
 def as_raw_feature(values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:

@@ -8,7 +8,6 @@ which artifact serves without anyone having to trust a folder name.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Any, Optional
 
@@ -27,21 +26,7 @@ def _ref(artifact) -> Optional[dict[str, Any]]:
     return None if artifact is None else {"id": int(artifact.id), "uri": artifact.uri}
 
 
-def _trained_nights(config: Config, examples, night: str) -> list[str]:
-    """Toto's nights in the train split: ExampleGen's own record when it keeps one, else the
-    nights in the spans it read (earlier nights; every night with hash evaluation)."""
-    props = examples.custom_properties if examples is not None else {}
-    if "train_nights" in props:
-        return list(json.loads(props["train_nights"].string_value))
-    from pipeline_src.components.examplegen import toto_nights
-
-    tonight = dt.date.fromisoformat(night)
-    hashed = "eval_mode" in props and props["eval_mode"].string_value == "hash"
-    try:
-        nights = toto_nights(config.paths.spans, tonight)
-    except OSError:
-        return []
-    return [n.isoformat() for n in nights if n < tonight or hashed]
+CORPUS = "corpus"     # the corpus's name among the nights a training record lists
 
 
 def push_entry(config: Config, summary: dict[str, Any], store) -> dict[str, Any]:
@@ -55,6 +40,9 @@ def push_entry(config: Config, summary: dict[str, Any], store) -> dict[str, Any]
                                                     "Examples"):
                 found[kind] = artifact
     examples = found.get("Examples")
+    # What the model learnt from: the Trainer's own record (warm starts included), the one
+    # source; a model from before training records has none.
+    trained = list((summary.get("training") or {}).get("trained_on_nights") or [])
     return {
         "version": str(summary["pushed_version"]),
         "night": summary["date"],
@@ -64,8 +52,8 @@ def push_entry(config: Config, summary: dict[str, Any], store) -> dict[str, Any]
         "metrics": {"accuracy": summary.get("accuracy") or {"overall": None, "slices": {}}},
         "blessing": {"blessed": bool(summary.get("blessed")),
                      **(_ref(found.get("ModelBlessing")) or {})},
-        "trained_on": {"corpus": True,
-                       "nights": _trained_nights(config, examples, summary["date"]),
+        "trained_on": {"corpus": CORPUS in trained,
+                       "nights": [n for n in trained if n != CORPUS],
                        "eval_mode": summary.get("eval_mode"),
                        "examples": _ref(examples)},
         "model": _ref(found.get("Model")),

@@ -14,11 +14,8 @@ from typing import Any, Optional, Sequence
 
 from pipeline_src import images
 from pipeline_src.config import Config, UsageError
+from pipeline_src.names import CLASSES, SCORES, SERVING_INPUT, SERVING_SIGNATURE
 from pipeline_src.serving import history
-
-SERVING_SIGNATURE = "serving_default"      # pipeline_src.model.exporter's names
-SERVING_INPUT = "image_bytes"
-SCORES, CLASSES = "scores", "classes"
 
 
 def _read(path: str) -> bytes:

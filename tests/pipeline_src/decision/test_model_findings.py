@@ -15,7 +15,7 @@ import json
 import pytest
 
 from pipeline_src.config import load_config
-from pipeline_src.decision import gate, report
+from pipeline_src.decision import blessing, gate, report
 from pipeline_src.orchestration import tasks
 from test_report import NIGHT, RUN, TONIGHT_COMPARISONS, Store, examples
 
@@ -72,7 +72,7 @@ def test_a_blessed_night_has_no_model_finding_and_the_report_says_what_it_was_he
         config, tmp_path):
     record(config, tmp_path, blessed=1, baseline="/pipeline/Trainer/model/3")
     summary = report.night_summary(config, RUN, NIGHT)
-    assert gate.model_findings(summary["evaluation"]) == [] and summary["blessed"] is True
+    assert blessing.model_findings(summary["evaluation"]) == [] and summary["blessed"] is True
     assert summary["evaluation"]["basis"].startswith(
         "blessed against min_accuracy and the baseline model")
     decision = gate.gate_night(config, summary, force_push=False)

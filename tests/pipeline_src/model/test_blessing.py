@@ -44,7 +44,7 @@ from tfx.utils import import_utils, proto_utils  # noqa: E402
 import model_testing as mt  # noqa: E402
 from pipeline_src import features, names  # noqa: E402
 from pipeline_src.config import load_config  # noqa: E402
-from pipeline_src.decision import gate  # noqa: E402
+from pipeline_src.decision import blessing, gate  # noqa: E402
 from pipeline_src.model import exporter  # noqa: E402
 from pipeline_src.orchestration import compile as compiled  # noqa: E402
 from pipeline_src.orchestration import node as node_lib  # noqa: E402
@@ -345,12 +345,10 @@ def test_force_push_overrides_the_data_gate_not_the_blessing(ir, config, evaluat
 # --------------------------------------------------------------------------- the first night
 
 def _verdict(config, result):
-    """The night summary's reading of this Evaluator outcome (report.evaluation_verdict)."""
-    from pipeline_src.decision import report
-
+    """The night summary's reading of this Evaluator outcome (blessing.evaluation_verdict)."""
     evaluation = os.path.join(os.path.dirname(result.blessing.uri), "evaluation")
-    verdict = report.evaluation_verdict(config, result.blessing.mlmd_artifact, evaluation)
-    return verdict, gate.model_findings(verdict)
+    verdict = blessing.evaluation_verdict(config, result.blessing.mlmd_artifact, evaluation)
+    return verdict, blessing.model_findings(verdict)
 
 
 def test_the_first_night_is_held_to_min_accuracy_alone_and_says_so(evaluate, config):
@@ -360,7 +358,7 @@ def test_the_first_night_is_held_to_min_accuracy_alone_and_says_so(evaluate, con
     below = evaluate("always_lion")                      # 0.75, no baseline
     assert below.blessed == 0 and not below.blessing.has_custom_property("baseline_model")
     verdict, findings = _verdict(config, below)
-    summary = {"date": NIGHT, "evaluation": verdict}
+    summary = {"date": NIGHT, "evaluation": verdict, "model_findings": findings}
     assert verdict["basis"] == "no baseline model: blessed against min_accuracy only"
     assert (verdict["blessed"], verdict["baseline_model"]) == (False, None)
     assert verdict["accuracy"] == pytest.approx(0.75) and verdict["baseline_accuracy"] is None
@@ -400,9 +398,9 @@ def test_an_unblessed_first_night_reaches_email_and_slack(evaluate, config, tmp_
 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_inbox.conn_uri)
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT", webhook_inbox.conn_uri)
-    verdict, _ = _verdict(config, evaluate("always_lion"))
-    decision = gate.decide(gate.findings_from_summary({"date": NIGHT, "evaluation": verdict}),
-                           config.gate, force_push=False)
+    verdict, findings = _verdict(config, evaluate("always_lion"))
+    summary = {"date": NIGHT, "evaluation": verdict, "model_findings": findings}
+    decision = gate.decide(gate.findings_from_summary(summary), config.gate, force_push=False)
     subject, body = gate.alert_text(decision, NIGHT, None, "http://localhost:8080/r")
     outcome = EmeraldAlertHook(marker_dir=tmp_path, emails=("dorothy@example.com",)).send(
         RUN_ID, subject, body, context={})

@@ -49,6 +49,7 @@ class Nights:
 
     def __init__(self, config, store):
         self.config, self.store = config, store
+        self.nights: list[str] = []        # recorded so far: what a later night trains on
 
     def _type(self, artifact):
         from ml_metadata.proto import metadata_store_pb2
@@ -101,6 +102,14 @@ class Nights:
         self._execute(run_id, "ImageExampleGen", [examples])
         model = self._type(sa.Model())
         model.uri = model_dir
+        # As the Trainer records it: the corpus and the earlier nights (tonight evaluates).
+        from pipeline_src.model import warm_start
+
+        Path(model_dir).mkdir(parents=True, exist_ok=True)
+        warm_start.write_training_record(model_dir, {
+            "mode": "full", "reason": "no blessed model to start from",
+            "trained_on_nights": sorted(n for n in self.nights if n < night) + ["corpus"]})
+        self.nights.append(night)
         self._execute(run_id, "Trainer", [model])
         evaluation = self._type(sa.ModelEvaluation())
         evaluation.uri = f"{model_dir}/evaluation-{night}"
