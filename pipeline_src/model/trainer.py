@@ -94,16 +94,10 @@ def callbacks(fn_args) -> list:
     return result
 
 
-def _plan(fn_args, settings: dict, model) -> tuple[warm_start.Decision, dict]:
-    """Warm or full (the base's weights loaded into `model` when warm), and what to train on."""
-    decision = warm_start.decide(
-        warm_start=settings["warm_start"], full_retrain=settings["full_retrain"],
-        base_serving_dir=getattr(fn_args, "base_model", None), labels=settings["labels"],
-        image_size=settings["image_size"], model=model)
-    images = warm_start.scan(fn_args.train_files)
+def _plan(settings: dict, decision: warm_start.Decision, images) -> dict:
+    """What to train on, and for how long, as `decision` says (warm or full)."""
     known = warm_start.known_labels(images, settings["labels"])
     if decision.mode == warm_start.WARM:
-        warm_start.load_weights(model, decision.weights)
         new, replayed = warm_start.select(images, decision.base_record, settings["labels"],
                                           settings["replay_fraction"], settings["seed"])
         keep, epochs = new | replayed, settings["warm_start_epochs"]
@@ -123,7 +117,30 @@ def _plan(fn_args, settings: dict, model) -> tuple[warm_start.Decision, dict]:
         "replay_fraction": settings["replay_fraction"],
     }
     record["trained_on_nights"] = sorted(record["night_counts"])
-    return decision, {"record": record, "keep": keep, "selected": int((new | replayed).sum())}
+    return {"record": record, "keep": keep, "selected": int((new | replayed).sum())}
+
+
+def _datasets(fn_args, settings: dict, tf_transform_output, tft_layer, plan: dict):
+    """(train, eval, epochs, steps_per_epoch) for model.fit, as the plan says."""
+    epochs, steps_per_epoch, repeat = schedule(fn_args.train_steps, plan["record"]["epochs"])
+    plan["record"]["epochs"] = epochs if plan["selected"] and plan["record"]["epochs"] else 0
+    train_ds = data.input_fn(
+        fn_args.train_files, tf_transform_output, settings["batch_size"], training=True,
+        repeat=repeat, seed=settings["seed"], shuffle_buffer=settings["shuffle_buffer"],
+        tft_layer=tft_layer, keep=plan["keep"],
+        drop_remainder=plan["selected"] >= settings["batch_size"])
+    eval_ds = data.input_fn(
+        fn_args.eval_files, tf_transform_output, settings["batch_size"], training=False,
+        tft_layer=tft_layer)
+    return train_ds, eval_ds, epochs, steps_per_epoch
+
+
+def _build(settings: dict, plan: dict, epochs: int, steps_per_epoch) -> keras.Model:
+    """The CNN, its learning rate decaying over exactly this night's training steps."""
+    return model_lib.build_model(
+        settings["image_size"], len(settings["labels"]), settings["learning_rate"],
+        decay_steps=model_lib.steps_of(plan["selected"], settings["batch_size"], epochs,
+                                       steps_per_epoch))
 
 
 def run_fn(fn_args) -> None:
@@ -139,20 +156,27 @@ def run_fn(fn_args) -> None:
     _check_image_size(tf_transform_output, settings["image_size"])
     tft_layer = tf_transform_output.transform_features_layer()
 
-    model = model_lib.build_model(
-        settings["image_size"], len(settings["labels"]), settings["learning_rate"])
-    decision, plan = _plan(fn_args, settings, model)
+    decision = warm_start.decide(
+        warm_start=settings["warm_start"], full_retrain=settings["full_retrain"],
+        base_serving_dir=getattr(fn_args, "base_model", None), labels=settings["labels"],
+        image_size=settings["image_size"])
+    images = warm_start.scan(fn_args.train_files)
+    plan = _plan(settings, decision, images)
+    train_ds, eval_ds, epochs, steps_per_epoch = _datasets(
+        fn_args, settings, tf_transform_output, tft_layer, plan)
+    # The model is built after the datasets, as before warm starts existed: Keras draws
+    # its initial weights from the seeded global sequence, so a full retrain starts from
+    # the same weights as it always did. Its layer shapes are what the base must match.
+    model = _build(settings, plan, epochs, steps_per_epoch)
+    confirmed = warm_start.confirm(decision, model)
+    if confirmed is not decision:            # warm was planned, the architecture says no
+        decision, plan = confirmed, _plan(settings, confirmed, images)
+        train_ds, eval_ds, epochs, steps_per_epoch = _datasets(
+            fn_args, settings, tf_transform_output, tft_layer, plan)
+        model = _build(settings, plan, epochs, steps_per_epoch)   # the full run's schedule
+    if decision.mode == warm_start.WARM:
+        warm_start.load_weights(model, decision.weights)
     record = plan["record"]
-    epochs, steps_per_epoch, repeat = schedule(fn_args.train_steps, record["epochs"])
-    record["epochs"] = epochs if plan["selected"] and record["epochs"] else 0
-    train_ds = data.input_fn(
-        fn_args.train_files, tf_transform_output, settings["batch_size"], training=True,
-        repeat=repeat, seed=settings["seed"], shuffle_buffer=settings["shuffle_buffer"],
-        tft_layer=tft_layer, keep=plan["keep"],
-        drop_remainder=plan["selected"] >= settings["batch_size"])
-    eval_ds = data.input_fn(
-        fn_args.eval_files, tf_transform_output, settings["batch_size"], training=False,
-        tft_layer=tft_layer)
 
     history = None
     if record["epochs"]:

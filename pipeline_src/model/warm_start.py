@@ -205,8 +205,12 @@ def shape_mismatch(base: Mapping[str, np.ndarray], model) -> Optional[str]:
 
 
 def decide(*, warm_start: bool, full_retrain: bool, base_serving_dir: Optional[str],
-           labels: Sequence[str], image_size: int, model) -> Decision:
-    """Warm start from the base model, or a full retrain with the reason why."""
+           labels: Sequence[str], image_size: int, model=None) -> Decision:
+    """Warm start from the base model, or a full retrain with the reason why.
+
+    `model`: tonight's model, whose layer shapes the base must match; None leaves that
+    last check to confirm() (run_fn builds the model after its datasets, see trainer.py).
+    """
     if full_retrain:
         return Decision(FULL, f"full retrain requested ({FULL_RETRAIN_KEY})")
     if not warm_start:
@@ -228,11 +232,19 @@ def decide(*, warm_start: bool, full_retrain: bool, base_serving_dir: Optional[s
         weights = base_variables(base_serving_dir)
     except Exception as exc:  # noqa: BLE001 - an unloadable base is a full retrain, not a failure
         return Decision(FULL, f"the base model {uri} cannot be loaded: {exc}")
-    mismatch = shape_mismatch(weights, model)
+    warm = Decision(WARM, f"the base model {uri} matches (labels, image_size, layer weights)",
+                    base_model=uri, base_record=record, weights=weights)
+    return warm if model is None else confirm(warm, model)
+
+
+def confirm(decision: Decision, model) -> Decision:
+    """A warm decision stays warm only if the base's weights fit `model`, name and shape."""
+    if decision.mode != WARM:
+        return decision
+    mismatch = shape_mismatch(decision.weights, model)
     if mismatch:
         return Decision(FULL, f"architecture changed: {mismatch}")
-    return Decision(WARM, f"the base model {uri} matches (labels, image_size, layer weights)",
-                    base_model=uri, base_record=record, weights=weights)
+    return decision
 
 
 def load_weights(model, weights: Mapping[str, np.ndarray]) -> None:

@@ -20,6 +20,24 @@ def test_build_model_shapes():
     assert m.count_params() < 100_000
 
 
+def test_learning_rate_decays_to_zero_over_the_nights_steps():
+    import tf_keras as keras
+    m = model.build_model(16, 3, learning_rate=0.01, decay_steps=10)
+    rate = keras.optimizers.schedules.deserialize(m.optimizer.get_config()["learning_rate"])
+    assert float(rate(0)) == pytest.approx(0.01)
+    assert float(rate(5)) == pytest.approx(0.005)
+    assert float(rate(10)) == pytest.approx(0.0, abs=1e-9)
+    constant = model.build_model(16, 3, learning_rate=0.01)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(0.01)
+
+
+def test_steps_of_counts_the_batches_fit_takes():
+    assert model.steps_of(100, 32, 3, None) == 9      # the partial batch dropped
+    assert model.steps_of(10, 32, 3, None) == 3       # fewer than a batch: one each epoch
+    assert model.steps_of(100, 32, 4, 7) == 28        # train_steps fixes the epoch's length
+    assert model.steps_of(0, 32, 0, None) == 1
+
+
 def test_schedule():
     assert trainer.schedule(None, 12) == (12, None, False)
     assert trainer.schedule(0, 12) == (12, None, False)
