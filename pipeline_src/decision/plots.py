@@ -112,15 +112,15 @@ def _placeholder(cls: str, feature: str, message: str) -> str:
             font_style="italic", class_="no-data")], height=54)
 
 
-def _y_axis(top: float, bottom: float, ymax: float, label) -> list[str]:
-    """Gridlines and labels at 0, half and the top of the scale."""
+def _y_axis(top: float, bottom: float, ymax: float, label, low: float = 0.0) -> list[str]:
+    """Gridlines and labels at the bottom (`low`), half way and the top of the scale."""
     out = []
     for i in range(3):
         y = bottom - (bottom - top) * i / 2
         out.append(_el("line", x1=LEFT, x2=WIDTH - RIGHT, y1=y, y2=y,
                        stroke=GRID if i else AXIS, stroke_width=1))
-        out.append(_el("text", label(ymax * i / 2), x=LEFT - 5, y=y + 3.5, text_anchor="end",
-                       fill=MUTED))
+        out.append(_el("text", label(low + (ymax - low) * i / 2), x=LEFT - 5, y=y + 3.5,
+                       text_anchor="end", fill=MUTED))
     return out
 
 
@@ -223,6 +223,31 @@ def _night_label(night: Any) -> str:
     return match.group(1) if match else _short(night, 8)
 
 
+def _night_axis(nights: Sequence[Any], bottom: float) -> tuple[list[float], list[str]]:
+    """Each night's x, oldest first, and its tick; labels thinned to fit, the latest always
+    labelled. Shared by every chart over the nights, so their nights line up."""
+    n, inner = len(nights), WIDTH - RIGHT - LEFT - 2 * TREND_PAD
+    xs = [LEFT + TREND_PAD + (inner * i / (n - 1) if n > 1 else inner / 2) for i in range(n)]
+    every = max(1, math.ceil(n / max(1, int(inner / 38))))
+    out = []
+    for i, (x, night) in enumerate(zip(xs, nights)):
+        out.append(_el("line", x1=x, x2=x, y1=bottom, y2=bottom + 3, stroke=AXIS))
+        if (n - 1 - i) % every == 0:
+            out.append(_el("text", _night_label(night), x=x, y=bottom + 13,
+                           text_anchor="middle", fill=MUTED, class_="x-label"))
+    return xs, out
+
+
+def _threshold(y: float, top: float, text: str) -> list[str]:
+    """A dashed line across the plot at y, and its label above it (below it at the top)."""
+    return [_el("line", x1=LEFT, x2=WIDTH - RIGHT, y1=y, y2=y, stroke="#555555",
+                stroke_width=1, stroke_dasharray="4 3", class_="threshold"),
+            _el("text", text, x=LEFT + 3,   # the old nights' end
+                y=y - 4 if y - top >= 12 else y + 11, fill=INK,
+                font_size=9, stroke="#ffffff", stroke_width=3, paint_order="stroke",
+                class_="threshold-label")]
+
+
 def trend_svg(feature: str, points: Sequence[Mapping[str, Any]], threshold: Optional[float], *,
               kind: str = "skew") -> str:
     """One property's effect over the last nights, oldest first; untested nights are gaps."""
@@ -235,26 +260,14 @@ def trend_svg(feature: str, points: Sequence[Mapping[str, Any]], threshold: Opti
     ymax = 1.0 if tested and max(tested) > 0.5 else _nice_ceil(max(top * 1.1, 0.1))
     ymax = max(ymax, _nice_ceil(top))
     y_of = lambda v: TREND_BOTTOM - (TREND_BOTTOM - TREND_TOP) * v / ymax  # noqa: E731
-    n, inner = len(points), WIDTH - RIGHT - LEFT - 2 * TREND_PAD
-    xs = [LEFT + TREND_PAD + (inner * i / (n - 1) if n > 1 else inner / 2) for i in range(n)]
+    n = len(points)
     alarm = bool(points[-1].get("fired") and not points[-1].get("acknowledged"))  # red border
     body = _header(feature, f"{kind} \u00b7 last {n} night{'s' if n != 1 else ''}", fired=False)
     body += _y_axis(TREND_TOP, TREND_BOTTOM, ymax, lambda v: compact(v, ymax / 2))
-    every = max(1, math.ceil(n / max(1, int(inner / 38))))
-    for i, (x, point) in enumerate(zip(xs, points)):
-        body.append(_el("line", x1=x, x2=x, y1=TREND_BOTTOM, y2=TREND_BOTTOM + 3, stroke=AXIS))
-        if (n - 1 - i) % every == 0:          # the latest night always labelled
-            body.append(_el("text", _night_label(point.get("night", "")), x=x,
-                            y=TREND_BOTTOM + 13, text_anchor="middle", fill=MUTED,
-                            class_="x-label"))
+    xs, ticks = _night_axis([p.get("night", "") for p in points], TREND_BOTTOM)
+    body += ticks
     if least is not None:
-        y = y_of(least)
-        body += [_el("line", x1=LEFT, x2=WIDTH - RIGHT, y1=y, y2=y, stroke="#555555",
-                     stroke_width=1, stroke_dasharray="4 3", class_="threshold"),
-                 _el("text", f"min effect {least:.2f}", x=LEFT + 3,   # the old nights' end
-                     y=y - 4 if y - TREND_TOP >= 12 else y + 11, fill=INK,
-                     font_size=9, stroke="#ffffff", stroke_width=3, paint_order="stroke",
-                     class_="threshold-label")]
+        body += _threshold(y_of(least), TREND_TOP, f"min effect {least:.2f}")
     for tested_run, run in itertools.groupby(zip(xs, effects), key=lambda p: p[1] is not None):
         run = [f"{x:.1f},{y_of(effect):.1f}" for x, effect in run] if tested_run else []
         if len(run) > 1:                       # a night not tested breaks the line

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from pipeline_src.decision import plots
+from pipeline_src.decision import accuracy_plots, plots
 from pipeline_src.names import SUMMARY_FILE
 
 TREND_NIGHTS = 14        # how many nights a trend chart shows, tonight included
@@ -114,6 +114,34 @@ def section_html(summary: dict[str, Any], history: Sequence[dict[str, Any]]) -> 
                      "the minimum dashed</h4><div class='charts trends'>"
                      + "".join(trend_charts(nights, kind)) + "</div>")
     return "\n".join(parts)
+
+
+def accuracy_series(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per night, as given (oldest first): overall None and no slices when the
+    Evaluator did not complete, so the trend shows the night as a gap, not as a zero."""
+    points = []
+    for summary in summaries:
+        accuracy = summary.get("accuracy")
+        if not isinstance(accuracy, dict):              # a bare number (an older writer)
+            accuracy = {"overall": accuracy, "slices": {}}
+        slices = accuracy.get("slices")
+        points.append({"night": summary.get("date"), "overall": accuracy.get("overall"),
+                       "slices": dict(slices) if isinstance(slices, dict) else {}})
+    return points
+
+
+def accuracy_html(summary: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
+    """Tonight's accuracy per slice, and accuracy over the earlier nights and tonight, both
+    against the min_accuracy tonight's model was held to."""
+    nights = list(history) + [summary]
+    min_accuracy = (summary.get("evaluation") or {}).get("min_accuracy")
+    return (f"<h3>Accuracy per slice tonight, and over the last {len(nights)} night(s): "
+            "min_accuracy dashed</h3>"
+            "<div class='charts accuracy' style='display:flex;flex-wrap:wrap;gap:8px;"
+            "align-items:flex-start'>"
+            + accuracy_plots.slice_accuracy_svg(summary.get("accuracy"), min_accuracy)
+            + accuracy_plots.accuracy_trend_svg(accuracy_series(nights), min_accuracy)
+            + "</div>")
 
 
 def blessing_html(verdict: Optional[dict[str, Any]]) -> str:

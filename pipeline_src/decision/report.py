@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from pipeline_src.config import Config
 from pipeline_src.decision import blessing as blessing_lib
@@ -292,7 +292,10 @@ def _statistics_html(config: Config, tfx_run_id: str) -> str:
     return "<p>No statistics for this run (StatisticsGen did not complete).</p>"
 
 
-def render_html(summary: dict[str, Any], statistics_html: str, comparisons_html: str = "") -> str:
+def render_html(summary: dict[str, Any], statistics_html: str, comparisons_html: str = "",
+                history: Sequence[dict[str, Any]] = ()) -> str:
+    """The night's report; `history` (earlier nights' summaries, oldest first) feeds the
+    accuracy trend, as it feeds the comparisons' trends in `comparisons_html`."""
     import html
 
     from pipeline_src.decision import render
@@ -337,6 +340,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px}} tr.finding td{{background:#fdecea
 {render.training_html(summary.get("training"))}
 {render.blessing_html(summary.get("evaluation"))}
 <table><tr><th>slice</th><th>accuracy</th></tr>{slice_rows}</table>
+{render.accuracy_html(summary, history)}
 <h2>Statistics: tonight against training</h2>
 {statistics_html}
 </body></html>
@@ -411,5 +415,5 @@ def _save(config: Config, summary: dict[str, Any]) -> dict[str, Any]:
     history = render.load_history(config.paths.reports, night)
     (folder / REPORT_FILE).write_text(render_html(
         summary, _statistics_html(config, summary["tfx_run_id"]),
-        render.section_html(summary, history)))
+        render.section_html(summary, history), history))
     return summary

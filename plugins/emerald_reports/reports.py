@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from pipeline_src.decision.accuracy_plots import natural_key   # standard library only
 from pipeline_src.names import (  # noqa: E402 - plain strings
     NIGHT_NAME_PATTERN, REPORT_FILE, SUMMARY_FILE)
 
@@ -107,7 +108,7 @@ def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dic
         "date": data.get("date") or night,
         "state": data.get("state"),
         "accuracy": {"overall": accuracy.get("overall"),
-                     "slices": (dict(sorted(slices.items(), key=lambda kv: _natural(kv[0])))
+                     "slices": (dict(sorted(slices.items(), key=lambda kv: natural_key(kv[0])))
                                 if isinstance(slices, dict) else {})},
         "blessed": bool(data.get("blessed")),
         "pushed": bool(data.get("pushed")),
@@ -140,10 +141,14 @@ def trend_charts(summaries_newest_first: list[dict[str, Any]]) -> dict[str, list
             if (charts := render.trend_charts(nights, kind))}
 
 
-def _natural(key: str) -> list:
-    """capture_hour=8 before capture_hour=10."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
-            for part in re.split(r"(\d+)", str(key))]
+def accuracy_charts(root: os.PathLike, summary: dict[str, Any]) -> str:
+    """The night page's accuracy per slice and accuracy trend (render.accuracy_html), over the
+    nights up to this one: the same pictures as its report.html, drawn from the summaries."""
+    from pipeline_src.decision import render   # standard library only
+
+    earlier = [n for n in known_nights(root) if n < summary["night"]][:render.TREND_NIGHTS - 1]
+    history = [s for s in (load_summary(root, n) for n in reversed(earlier)) if s is not None]
+    return render.accuracy_html(summary, history)
 
 
 def list_summaries(root: os.PathLike) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Routes (under /emerald-reports, login and the view's permissions required):
   /                          every night: data findings, accuracy per slice, blessed, pushed version
-  /night/<night>             one night: the summary plus its report.html in a sandboxed frame
+  /night/<night>             one night: the summary, its accuracy charts, and its report.html
+                             in a sandboxed frame
   /night/<night>/report.html the report itself (only for a night listed in the reports folder)
 """
 from __future__ import annotations
@@ -54,6 +55,7 @@ class EmeraldReportsView(BaseView):
         if summary is None:
             abort(404)
         return self.render_template("emerald_reports/night.html", s=summary,
+                                    accuracy=reports.accuracy_charts(root, summary),
                                     fmt=reports.fmt_metric)
 
     @expose("/night/<string:night>/report.html")

@@ -146,11 +146,20 @@ def test_html_in_a_summary_is_escaped(root):
         reports_dir="r", fmt=reports.fmt_metric),
         env.get_template("emerald_reports/night.html").render(
         base_template="base.html", s=reports.load_summary(root, "2026-01-09"),
+        accuracy=reports.accuracy_charts(root, reports.load_summary(root, "2026-01-09")),
         fmt=reports.fmt_metric)]
     assert 'class="emerald-trends"' in pages[0]             # the |safe charts are there
+    assert 'class="emerald-slice-accuracy"' in pages[1] and 'class="emerald-accuracy-trend"' in pages[1]
     for html in pages:
         assert "<script" not in html and "&lt;script&gt;" in html
         assert "label=&lt;script&gt;" in html
+
+
+def test_the_night_page_trend_covers_the_nights_up_to_that_one(root):
+    """2026-01-01 (not evaluated) and 2026-01-02; 2026-01-03 has no summary, 2026-01-09 is later."""
+    write_night(root, "2026-01-09", dict(SUMMARY, date="2026-01-09"))
+    html = reports.accuracy_charts(root, reports.load_summary(root, "2026-01-02"))
+    assert "over the last 2 night(s)" in html and "last 2 nights, 1 not evaluated" in html
 
 
 def _comparison(feature, effect, fired, kind="skew", acknowledged=None):

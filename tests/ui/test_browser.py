@@ -215,6 +215,18 @@ def test_trigger_a_night_from_the_ui_and_read_its_report(local_airflow, browser_
     histograms.first.scroll_into_view_if_needed()
     steps.shot("night-report-histograms")
 
+    # Accuracy per slice tonight and over the nights: on the night's page and in its report.
+    for where in (page, frame):
+        accuracy = where.locator("svg.emerald-slice-accuracy, svg.emerald-accuracy-trend")
+        assert accuracy.count() == 2
+        assert_drawn(accuracy, {"accuracy"})
+        bars = where.locator("svg.emerald-slice-accuracy rect.bar-accuracy")
+        assert bars.count() == 1 + len(summary["accuracy"]["slices"])   # overall and each slice
+    page.locator("svg.emerald-slice-accuracy").scroll_into_view_if_needed()
+    steps.shot("night-accuracy")
+    frame.locator("svg.emerald-slice-accuracy").scroll_into_view_if_needed()
+    steps.shot("night-report-accuracy")
+
     # The "Night report" button on Evaluator.
     links = api(airflow, f"/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"
                          "/taskInstances/Evaluator/links")

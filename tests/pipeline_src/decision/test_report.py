@@ -303,3 +303,5 @@ def test_names_from_the_data_are_escaped_in_report_html(config, store):
     assert f"label={escaped}" in page and f"no readable image in {escaped}.jpg" in page
     assert f"failed: SMTPDataError: {escaped}" in page
     assert 'data-feature="&lt;script&gt;' in page      # the SVG charts' own attributes
+    assert page.count('class="emerald-slice-accuracy"') == page.count(
+        'class="emerald-accuracy-trend"') == 1          # tonight per slice, and the two nights
