@@ -89,7 +89,8 @@ def faulty_nights(tmp_path_factory):
     source = Path(config.paths.source)
     staged = root / "staged"
     synth.synthesize(staged, nights=1, seed=0, start_date=dt.date.fromisoformat(NIGHT),
-                     toto_style="landscape", corpus_per_label=20, toto_per_label=6)
+                     toto_style="landscape")   # the demo's sizes: 40 + 12 photos per label
+    # (at 20 + 6, one optimizer step per epoch: too few for a model that blesses)
     source.mkdir(parents=True)
     os.rename(staged / "corpus", source / "corpus")         # the corpus is there; Toto's not yet
 
