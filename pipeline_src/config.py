@@ -15,6 +15,8 @@ from typing import Mapping, Optional
 
 import yaml
 
+from pipeline_src.names import ARCHITECTURES, SMALL_CNN
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "include" / "emerald.yaml"
 
@@ -124,6 +126,11 @@ class TrainingConfig:
     warm_start: bool                 # start from the serving model when its architecture matches
     warm_start_epochs: int           # a warm night's budget: passes over new + replayed images
     replay_fraction: float           # share of the older history replayed on a warm night
+    dropout: float = 0.2             # before the output layer
+    architecture: str = "small_cnn"  # names.ARCHITECTURES (pipeline_src/model/model.py)
+    backbone_weights: Optional[str] = None   # a backbone's weights: file, gs://, URL, imagenet
+    tuner_trials: int = 0            # > 0: a Tuner node searches that many points first
+    tuner_epochs: int = 2            # passes over the train split per trial
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,11 +391,26 @@ def _training(raw: Mapping) -> TrainingConfig:
     warm_epochs = int(raw.get("warm_start_epochs", 5))
     if warm_epochs < 1:   # a warm night that trains nothing would serve yesterday's model
         raise ConfigError(f"training.warm_start_epochs {warm_epochs} is not at least 1")
+    architecture = _choice({"architecture": SMALL_CNN, **raw}, "architecture", ARCHITECTURES,
+                           "training.")
+    dropout = float(raw.get("dropout", 0.2))
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"training.dropout {dropout} is not in [0, 1)")
+    trials, trial_epochs = int(raw.get("tuner_trials", 0)), int(raw.get("tuner_epochs", 2))
+    if trials < 0 or trial_epochs < 1:
+        raise ConfigError(f"training.tuner_trials {trials} must be >= 0 (0: no Tuner) and "
+                          f"training.tuner_epochs {trial_epochs} >= 1")
+    weights = raw.get("backbone_weights")
+    if weights and architecture == SMALL_CNN:
+        raise ConfigError("training.backbone_weights is set, but training.architecture "
+                          f"{SMALL_CNN} has no backbone")
     return TrainingConfig(epochs=int(raw["epochs"]), batch_size=int(raw["batch_size"]),
                           learning_rate=float(raw["learning_rate"]),
                           warm_start=is_true(raw.get("warm_start", True)),
                           warm_start_epochs=warm_epochs,
-                          replay_fraction=replay)
+                          replay_fraction=replay, dropout=dropout, architecture=architecture,
+                          backbone_weights=str(weights) if weights else None,
+                          tuner_trials=trials, tuner_epochs=trial_epochs)
 
 
 def _evaluation(raw: Mapping) -> EvaluationConfig:

@@ -12,6 +12,7 @@ RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 TRAINER = "Trainer"
+TUNER = "Tuner"                   # only when training.tuner_trials > 0
 VALIDATORS = (EXAMPLE_VALIDATOR, DISTRIBUTION_VALIDATOR)   # what the data gate reads
 GATE_UPSTREAM = VALIDATORS + (EVALUATOR,)   # the gate also reads the blessing ("model")
 
@@ -45,6 +46,11 @@ TFX_RUN_ID = "{{ run_id }}.{{ dag_run.id }}"
 NIGHT = "{{ params.get('night') or ds }}"               # the param, else the run's date
 FORCE_PUSH = "{{ params.get('force_push', False) }}"
 FULL_RETRAIN = "{{ params.get('full_retrain', False) }}"
+
+# The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
+SMALL_CNN = "small_cnn"
+MOBILENET_V3_SMALL = "mobilenet_v3_small"
+ARCHITECTURES = (SMALL_CNN, MOBILENET_V3_SMALL)
 
 # The Trainer's custom_config key that asks for a full retrain instead of a warm start:
 # false in the compiled pipeline, set at launch by the DAG param full_retrain.

@@ -2,9 +2,12 @@
 
 custom_config keys: labels (list of str), image_size (int), epochs (int),
 batch_size (int), learning_rate (float); optional seed (int, default 42),
+dropout (float, 0.2), architecture (names.ARCHITECTURES, small_cnn), backbone_weights,
 shuffle_buffer (int), warm_start (bool, default false), warm_start_epochs
 (int, default 5), replay_fraction (float, default 0.25) and FULL_RETRAIN_KEY
 (bool or "true"/"false", default false: the DAG param full_retrain sets it).
+fn_args.hyperparameters (the optional Tuner's best, hyperparameters.py) override
+learning_rate and dropout.
 
 Warm start (warm_start.py): with warm_start on, a base model (the Trainer's
 base_model input, the latest blessed model) whose architecture matches and no
@@ -33,12 +36,14 @@ import tf_keras as keras
 
 from pipeline_src import features
 from pipeline_src.config import is_true
-from pipeline_src.model import data, exporter, model as model_lib, predictions, warm_start
+from pipeline_src.model import (data, exporter, hyperparameters, model as model_lib,
+                                predictions, warm_start)
 from pipeline_src.model.warm_start import FULL_RETRAIN_KEY, read_training_record  # noqa: F401
 
 DEFAULT_SEED = 42
 DEFAULT_WARM_START_EPOCHS = 5
 DEFAULT_REPLAY_FRACTION = 0.25
+DEFAULT_DROPOUT = 0.2
 
 
 def _settings(custom_config: Mapping[str, Any] | None) -> dict:
@@ -60,6 +65,9 @@ def _settings(custom_config: Mapping[str, Any] | None) -> dict:
                                                    DEFAULT_WARM_START_EPOCHS)),
         "replay_fraction": float(custom_config.get("replay_fraction", DEFAULT_REPLAY_FRACTION)),
         "full_retrain": is_true(custom_config.get(FULL_RETRAIN_KEY, False)),
+        "dropout": float(custom_config.get("dropout", DEFAULT_DROPOUT)),
+        "architecture": str(custom_config.get("architecture", model_lib.SMALL_CNN)),
+        "backbone_weights": custom_config.get("backbone_weights") or None,
     }
 
 
@@ -139,6 +147,8 @@ def _build(settings: dict, plan: dict, epochs: int, steps_per_epoch) -> keras.Mo
     """The CNN, its learning rate decaying over exactly this night's training steps."""
     return model_lib.build_model(
         settings["image_size"], len(settings["labels"]), settings["learning_rate"],
+        dropout=settings["dropout"], architecture=settings["architecture"],
+        backbone_weights=settings["backbone_weights"],
         decay_steps=model_lib.steps_of(plan["selected"], settings["batch_size"], epochs,
                                        steps_per_epoch))
 
@@ -146,7 +156,9 @@ def _build(settings: dict, plan: dict, epochs: int, steps_per_epoch) -> keras.Mo
 def run_fn(fn_args) -> None:
     """Trains the CNN (warm or full, see the module docstring) and exports it to
     serving_model_dir, with the reference predictions and the training record beside it."""
-    settings = _settings(fn_args.custom_config)
+    # The Tuner's best values (its node runs only with training.tuner_trials > 0).
+    tuned = hyperparameters.best_values(getattr(fn_args, "hyperparameters", None))
+    settings = hyperparameters.apply(_settings(fn_args.custom_config), tuned)
     model_lib.skip_autograph_for_tf_keras()
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings["seed"])
@@ -177,6 +189,8 @@ def run_fn(fn_args) -> None:
     if decision.mode == warm_start.WARM:
         warm_start.load_weights(model, decision.weights)
     record = plan["record"]
+    record.update(architecture=settings["architecture"], hyperparameters=tuned,
+                  learning_rate=settings["learning_rate"], dropout=settings["dropout"])
 
     history = None
     if record["epochs"]:

@@ -26,6 +26,7 @@ from pipeline_src.components.distribution_validator import ImageDistributionVali
 
 PREPROCESSING_FN = "pipeline_src.model.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline_src.model.trainer.run_fn"
+TUNER_FN = "pipeline_src.model.tuner.tuner_fn"
 ACCURACY = "sparse_categorical_accuracy"
 # TFMA computes accuracy in float32 (18/20 is 0.89999998, and 0.9 - 1.0 is -0.10000002),
 # so both bounds are widened by more than float32's rounding and far less than one
@@ -123,11 +124,19 @@ def create_pipeline(
     warm_start: bool = False,
     warm_start_epochs: int = 5,
     replay_fraction: float = 0.25,
+    dropout: float = 0.2,
+    architecture: str = names.SMALL_CNN,
+    backbone_weights: Optional[str] = None,
+    tuner_trials: int = 0,
+    tuner_epochs: int = 2,
 ) -> tfx.dsl.Pipeline:
     """The nightly pipeline. Paths and night left as None become runtime parameters.
 
     warm_start, warm_start_epochs, replay_fraction: the Trainer's warm start
-    (pipeline_src/model/warm_start.py), from the serving model.
+    (pipeline_src/model/warm_start.py), from the serving model. architecture,
+    backbone_weights, dropout: the model (pipeline_src/model/model.py).
+    tuner_trials > 0 adds a Tuner node (pipeline_src/model/tuner.py) whose best
+    hyperparameters the Trainer takes; 0 (the default) leaves it out.
     """
     push_destination = (_parameter(PUSH_DESTINATION) if serving_dir is None else
                         tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
@@ -172,16 +181,30 @@ def create_pipeline(
     # base_model: the serving model (none on the first night), warm started from when
     # its architecture matches; FULL_RETRAIN_KEY false here, true when a launch asks
     # for a full retrain.
+    training_config = {**model_config, "epochs": epochs, "batch_size": batch_size,
+                       "learning_rate": learning_rate, "dropout": float(dropout),
+                       "architecture": architecture, "backbone_weights": backbone_weights}
+    tuner = None
+    if tuner_trials:
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
+            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
+            custom_config={**training_config, "tuner_trials": int(tuner_trials),
+                           "tuner_epochs": int(tuner_epochs)}).with_id(names.TUNER)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=model_resolver.outputs["model"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
-        custom_config={**model_config, "epochs": epochs, "batch_size": batch_size,
-                       "learning_rate": learning_rate, "warm_start": bool(warm_start),
+        custom_config={**training_config, "warm_start": bool(warm_start),
                        "warm_start_epochs": int(warm_start_epochs),
                        "replay_fraction": float(replay_fraction),
                        names.FULL_RETRAIN_KEY: False})
@@ -200,8 +223,8 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,   # "" : a runtime parameter, filled in at launch
         components=[example_gen, statistics_gen, schema_gen, example_validator,
-                    model_resolver, distribution_validator, transform, trainer,
-                    evaluator, pusher],
+                    model_resolver, distribution_validator, transform]
+                   + ([tuner] if tuner else []) + [trainer, evaluator, pusher],
         enable_cache=False,
         beam_pipeline_args=list(beam_pipeline_args),
         metadata_connection_config=(

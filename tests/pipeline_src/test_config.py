@@ -154,6 +154,35 @@ def test_warm_start_settings_out_of_range_are_rejected(tmp_path, old, new, messa
     _load_edited(tmp_path, old, new, message)
 
 
+def test_model_choices_and_their_defaults():
+    training = config.load_config(env={}).training
+    assert (training.architecture, training.backbone_weights, training.dropout,
+            training.tuner_trials, training.tuner_epochs) == ("small_cnn", None, 0.2, 0, 2)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("architecture: small_cnn", "architecture: resnet", "training.architecture 'resnet'"),
+    ("backbone_weights: null", "backbone_weights: /weights.h5",
+     "training.backbone_weights is set, but training.architecture small_cnn has no backbone"),
+    ("dropout: 0.2", "dropout: 1.0", r"training.dropout 1.0 is not in \[0, 1\)"),
+    ("tuner_trials: 0", "tuner_trials: -1", "training.tuner_trials -1 must be >= 0"),
+    ("tuner_epochs: 2", "tuner_epochs: 0", "training.tuner_epochs 0 >= 1"),
+])
+def test_model_choices_out_of_range_are_rejected(tmp_path, old, new, message):
+    _load_edited(tmp_path, old, new, message)
+
+
+def test_a_backbone_with_its_weights_is_read(tmp_path):
+    text = config.DEFAULT_CONFIG_FILE.read_text()
+    text = text.replace("architecture: small_cnn", "architecture: mobilenet_v3_small").replace(
+        "backbone_weights: null", "backbone_weights: gs://models/mobilenet.h5")
+    path = tmp_path / "emerald.yaml"
+    path.write_text(text)
+    training = config.load_config(path, env={}).training
+    assert (training.architecture, training.backbone_weights) == (
+        "mobilenet_v3_small", "gs://models/mobilenet.h5")
+
+
 def test_warm_start_false_is_read_as_off(tmp_path):
     text = config.DEFAULT_CONFIG_FILE.read_text()
     text = text.replace("warm_start: true", "warm_start: false")
