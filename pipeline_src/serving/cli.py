@@ -1,10 +1,12 @@
-"""`emerald models`, `emerald rollback VERSION`, `emerald predict IMAGE...`.
+"""`emerald models`, `rollback VERSION`, `lineage VERSION`, `predict IMAGE...`.
 
 Nothing heavy at import: `emerald --help` imports this module.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 from pipeline_src.config import load_config
 
@@ -52,6 +54,18 @@ def _rollback(args) -> int:
     return 0
 
 
+def _lineage(args) -> int:
+    from pipeline_src.serving import lineage
+
+    # A log handler that prints to sys.stdout (Airflow's, once Airflow is loaded) would
+    # break the one JSON object: while MLMD is read, stdout is stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = lineage.lineage(load_config(), args.version)
+    print(json.dumps(result, indent=1, sort_keys=True) if args.json
+          else lineage.format_lineage(result))
+    return 0
+
+
 def _predict(args) -> int:
     from pipeline_src.serving import predict
 
@@ -71,6 +85,13 @@ def register(subparsers) -> None:
     rollback.add_argument("--reason", default=None, help="why, kept in the history")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(func=_rollback)
+
+    lineage = subparsers.add_parser(
+        "lineage", help="what a pushed version was trained on, from MLMD: nights and image "
+                        "counts, the spans' manifests, the TFX run and the DAG run")
+    lineage.add_argument("version", help="a version from `emerald models`")
+    lineage.add_argument("--json", action="store_true")
+    lineage.set_defaults(func=_lineage)
 
     predict = subparsers.add_parser(
         "predict", help="the serving model's label and scores for image files "
