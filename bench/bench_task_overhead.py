@@ -146,7 +146,7 @@ print("PROBE" + json.dumps({"seconds": time.perf_counter() - started,
 """
 
 EXECUTORS = {
-    "LatestBlessedModelResolver": "",
+    "ServingModelResolver": "",
     "ImportSchemaGen": "tfx.components.schema_gen.import_schema_gen.executor.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }

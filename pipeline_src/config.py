@@ -131,6 +131,7 @@ class TrainingConfig:
     backbone_weights: Optional[str] = None   # a backbone's weights: file, gs://, URL, imagenet
     tuner_trials: int = 0            # > 0: a Tuner node searches that many points first
     tuner_epochs: int = 2            # passes over the train split per trial
+    tflite: bool = True              # a checked model.tflite beside the SavedModel (tflite.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +145,13 @@ class ValidationConfig:
 
     def min_effects(self) -> dict[str, Mapping[str, float]]:
         return {"skew": self.skew, "drift": self.drift, "prediction": self.prediction}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    # The share of tonight's eval images on which the TFLite model must give the
+    # SavedModel's top-1 before model.tflite is written beside it (and so published).
+    tflite_min_agreement: float = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +200,7 @@ class Config:
     alerts: AlertConfig
     config_file: Path
     profile: Optional[str] = None
+    serving: ServingConfig = ServingConfig()
 
 
 def _section(raw: Mapping, name: str) -> Mapping:
@@ -281,6 +290,7 @@ def load_config(path: Optional[os.PathLike] = None,
             alerts=_alerts(raw.get("alerts") or {}, env),
             config_file=config_file,
             profile=profile,
+            serving=_serving(raw.get("serving") or {}),
         )
     except KeyError as missing:
         raise ConfigError(f"{config_file}: missing setting {missing}") from None
@@ -410,7 +420,15 @@ def _training(raw: Mapping) -> TrainingConfig:
                           warm_start_epochs=warm_epochs,
                           replay_fraction=replay, dropout=dropout, architecture=architecture,
                           backbone_weights=str(weights) if weights else None,
-                          tuner_trials=trials, tuner_epochs=trial_epochs)
+                          tuner_trials=trials, tuner_epochs=trial_epochs,
+                          tflite=is_true(raw.get("tflite", True)))
+
+
+def _serving(raw: Mapping) -> ServingConfig:
+    agreement = float(raw.get("tflite_min_agreement", 0.99))
+    if not 0.0 < agreement <= 1.0:   # 0 would publish any TFLite model, > 1 none
+        raise ConfigError(f"serving.tflite_min_agreement {agreement} is not in (0, 1]")
+    return ServingConfig(tflite_min_agreement=agreement)
 
 
 def _evaluation(raw: Mapping) -> EvaluationConfig:

@@ -8,7 +8,7 @@ EXAMPLE_GEN = "ImageExampleGen"
 STATISTICS_GEN = "StatisticsGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"                  # schema anomalies (TFDV)
 DISTRIBUTION_VALIDATOR = "ImageDistributionValidator"   # skew, drift, prediction drift
-RESOLVER = "LatestBlessedModelResolver"
+RESOLVER = "ServingModelResolver"     # the serving model (a rollback included)
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 TRAINER = "Trainer"
@@ -46,6 +46,11 @@ TFX_RUN_ID = "{{ run_id }}.{{ dag_run.id }}"
 NIGHT = "{{ params.get('night') or ds }}"               # the param, else the run's date
 FORCE_PUSH = "{{ params.get('force_push', False) }}"
 FULL_RETRAIN = "{{ params.get('full_retrain', False) }}"
+
+# The Examples artifact's custom property with its images per split and night
+# ({"train": {"corpus": 120, "2024-06-01": 30}, ...}): ImageExampleGen writes it,
+# `emerald lineage` reads what a model learnt from out of MLMD.
+EXAMPLES_NIGHT_COUNTS = "night_counts"
 
 # The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
 SMALL_CNN = "small_cnn"

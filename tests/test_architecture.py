@@ -95,7 +95,7 @@ def test_runtime_templates_and_node_ids_are_spelled_in_one_place():
     for path in list(SOURCES) + sorted((REPO / "plugins").rglob("*.py")):
         text = path.read_text()
         for needle in ("{{ run_id }}.{{ dag_run.id }}", "or ds }}", "force_push', False) }}",
-                       '"ImageDistributionValidator"', '"LatestBlessedModelResolver"',
+                       '"ImageDistributionValidator"', '"ServingModelResolver"',
                        '"/emerald-reports'):
             if needle in text:
                 spelled.setdefault(needle, []).append(str(path.relative_to(REPO)))

@@ -177,6 +177,7 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
     import tensorflow as tf
 
     counts: dict[str, int] = {}
+    night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
     seen_rejects: set[Path] = set()
     for split, members in plan.splits.items():
@@ -195,8 +196,10 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
                     continue
                 writer.write(_serialize(values))
                 written += 1
+                per_night = night_counts.setdefault(split, {})
+                per_night[image.night] = per_night.get(image.night, 0) + 1
         counts[split] = written
-    return {"counts": counts, "rejected": rejected}
+    return {"counts": counts, "night_counts": night_counts, "rejected": rejected}
 
 
 def _reason(error: Exception) -> str:
@@ -235,6 +238,9 @@ class Executor(base_executor.BaseExecutor):
         examples.set_string_custom_property("eval_mode", plan.eval_mode)
         examples.set_string_custom_property("previous_night", plan.previous_night or "none")
         examples.set_string_custom_property("split_counts", json.dumps(result["counts"]))
+        # Images per night in each split, so lineage reads from MLMD what a model learnt from.
+        examples.set_string_custom_property(
+            names.EXAMPLES_NIGHT_COUNTS, json.dumps(result["night_counts"], sort_keys=True))
         examples.set_int_custom_property("rejected_count", len(result["rejected"]))
         with open(os.path.join(examples.uri, "rejected.json"), "w") as handle:
             json.dump(result["rejected"], handle, indent=1)

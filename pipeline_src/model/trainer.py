@@ -4,8 +4,10 @@ custom_config keys: labels (list of str), image_size (int), epochs (int),
 batch_size (int), learning_rate (float); optional seed (int, default 42),
 dropout (float, 0.2), architecture (names.ARCHITECTURES, small_cnn), backbone_weights,
 shuffle_buffer (int), warm_start (bool, default false), warm_start_epochs
-(int, default 5), replay_fraction (float, default 0.25) and FULL_RETRAIN_KEY
-(bool or "true"/"false", default false: the DAG param full_retrain sets it).
+(int, default 5), replay_fraction (float, default 0.25), tflite (bool, default
+true: a checked model.tflite beside the SavedModel, tflite.py), tflite_min_agreement
+(float, default 0.99) and FULL_RETRAIN_KEY (bool or "true"/"false", default false:
+the DAG param full_retrain sets it).
 fn_args.hyperparameters (the optional Tuner's best, hyperparameters.py) override
 learning_rate and dropout.
 
@@ -37,7 +39,7 @@ import tf_keras as keras
 from pipeline_src import features
 from pipeline_src.config import is_true
 from pipeline_src.model import (data, exporter, hyperparameters, model as model_lib,
-                                predictions, warm_start)
+                                predictions, tflite, warm_start)
 from pipeline_src.model.warm_start import FULL_RETRAIN_KEY, read_training_record  # noqa: F401
 
 DEFAULT_SEED = 42
@@ -68,6 +70,9 @@ def _settings(custom_config: Mapping[str, Any] | None) -> dict:
         "dropout": float(custom_config.get("dropout", DEFAULT_DROPOUT)),
         "architecture": str(custom_config.get("architecture", model_lib.SMALL_CNN)),
         "backbone_weights": custom_config.get("backbone_weights") or None,
+        "tflite": is_true(custom_config.get("tflite", True)),
+        "tflite_min_agreement": float(custom_config.get("tflite_min_agreement",
+                                                        tflite.DEFAULT_MIN_AGREEMENT)),
     }
 
 
@@ -212,6 +217,10 @@ def run_fn(fn_args) -> None:
     exporter.export(model, tf_transform_output, settings["labels"],
                     fn_args.serving_model_dir, tft_layer=tft_layer)
     logging.info("exported the serving model to %s", fn_args.serving_model_dir)
+    if settings["tflite"]:   # in assets.extra: published with the SavedModel, if blessed
+        tflite.write_beside(fn_args.serving_model_dir, fn_args.eval_files, settings["labels"],
+                            settings["image_size"],
+                            min_agreement=settings["tflite_min_agreement"])
     record_reference_predictions(fn_args.serving_model_dir, fn_args.eval_files,
                                  settings["labels"])
     path = warm_start.write_training_record(

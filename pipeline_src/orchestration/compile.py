@@ -41,6 +41,8 @@ def build_pipeline(config: Config, **concrete):
         backbone_weights=config.training.backbone_weights,
         tuner_trials=config.training.tuner_trials,
         tuner_epochs=config.training.tuner_epochs,
+        tflite=config.training.tflite,
+        tflite_min_agreement=config.serving.tflite_min_agreement,
         false_alarm_rate=config.validation.false_alarm_rate,
         permutations=config.validation.permutations,
         min_effects=config.validation.min_effects(),

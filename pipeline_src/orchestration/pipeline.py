@@ -129,6 +129,8 @@ def create_pipeline(
     backbone_weights: Optional[str] = None,
     tuner_trials: int = 0,
     tuner_epochs: int = 2,
+    tflite: bool = True,
+    tflite_min_agreement: float = 0.99,
 ) -> tfx.dsl.Pipeline:
     """The nightly pipeline. Paths and night left as None become runtime parameters.
 
@@ -207,6 +209,8 @@ def create_pipeline(
         custom_config={**training_config, "warm_start": bool(warm_start),
                        "warm_start_epochs": int(warm_start_epochs),
                        "replay_fraction": float(replay_fraction),
+                       "tflite": bool(tflite),
+                       "tflite_min_agreement": float(tflite_min_agreement),
                        names.FULL_RETRAIN_KEY: False})
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

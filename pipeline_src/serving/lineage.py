@@ -4,20 +4,22 @@ The push history says which version was pushed on which night; MLMD says how.
 From the version's PushedModel the events are walked back as the portable
 launcher recorded them: PushedModel <- Pusher <- Model <- Trainer <- Examples <-
 ImageExampleGen. Each value says where it came from, because MLMD does not hold
-everything: ExampleGen records split totals, not images per night, so the
-per-night counts come from the Trainer's training record (emerald_training.json:
-cumulative through warm starts) except where MLMD settles them (a train split
-that is the corpus alone). The
-spans' manifests are found under the spans folder ExampleGen's execution read
-(its `input_base` property) and describe each span as it is now: a re-ingest
-since rewrites them.
+everything. The images per night come from the Examples artifacts' `night_counts`
+property (ImageExampleGen writes it: images per split and night): the train
+splits the Trainer read, and, for a warm start, those its base model learnt
+from, walked back through each Trainer's `base_model` input (a night counts
+once, at its largest). The Trainer's training record (emerald_training.json)
+says the same from the model's side; it is shown beside MLMD's count, and
+stands in for Examples from before the property. The spans' manifests are
+found under the spans folder ExampleGen's execution read (its `input_base`
+property) and describe each span as it is now: a re-ingest since rewrites them.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Optional
 
-from pipeline_src import names
+from pipeline_src import features, names
 from pipeline_src.config import Config, UsageError
 from pipeline_src.serving import history
 from pipeline_src.serving.lifecycle import CORPUS
@@ -111,6 +113,7 @@ def _examples(events: _Events, artifact) -> dict[str, Any]:
             "night": _prop(artifact, "night"), "eval_mode": _prop(artifact, "eval_mode"),
             "previous_night": _prop(artifact, "previous_night"),
             "split_counts": json.loads(_prop(artifact, "split_counts") or "{}"),
+            "night_counts": json.loads(_prop(artifact, names.EXAMPLES_NIGHT_COUNTS) or "null"),
             "rejected_count": _prop(artifact, "rejected_count"),
             "producer": producer and events.run(producer), "input_base": input_base}
 
@@ -129,30 +132,56 @@ def _manifest(spans: str, night: str) -> dict[str, Any]:
             "written_at": manifest.get("written_at"), "source_uri": manifest.get("source_uri")}
 
 
-def _trained_on(config: Config, entry: dict, record: Optional[dict],
-                examples: list[dict]) -> dict[str, Any]:
+def _learnt_from(events: _Events, trainer_inputs: dict[str, list]) -> Optional[dict[str, int]]:
+    """Images per night in the train splits the model learnt from, read from MLMD: the
+    Trainer's own Examples and, back through each warm start's base model, its base's
+    (a night once, at its largest, as warm_start.trained_on counts it); None when an
+    Examples artifact on the way predates the night_counts property."""
+    counts: dict[str, int] = {}
+    seen: set[int] = set()
+    inputs = trainer_inputs
+    while inputs:
+        for artifact in inputs.get(EXAMPLES_KEY, []):
+            per_split = json.loads(_prop(artifact, names.EXAMPLES_NIGHT_COUNTS) or "null")
+            if per_split is None:
+                return None
+            for night, n in (per_split.get(features.TRAIN) or {}).items():
+                counts[night] = max(int(n), counts.get(night, 0))
+        base = (inputs.get(BASE_MODEL_KEY) or [None])[0]
+        trainer = base is not None and base.id not in seen and events.producer(base.id)
+        if not trainer:
+            break
+        seen.add(base.id)
+        inputs = events.inputs(trainer)
+    return counts
+
+
+def _trained_on(config: Config, entry: dict, record: Optional[dict], examples: list[dict],
+                from_mlmd: Optional[dict[str, int]]) -> dict[str, Any]:
     """Per night (corpus included) the images the version learnt from, and the span's manifest."""
-    counts = dict((record or {}).get("night_counts") or {})
-    if counts:
-        nights, nights_source = sorted(counts), TRAINING_RECORD
-    elif record and record.get("trained_on_nights"):
-        nights, nights_source = sorted(record["trained_on_nights"]), TRAINING_RECORD
-    else:           # a model from before training records: what the history kept
-        trained = entry.get("trained_on") or {}
-        nights = sorted(trained.get("nights") or []) + ([CORPUS] if trained.get("corpus") else [])
-        nights_source = HISTORY
-    sourced = {n: (counts[n], TRAINING_RECORD) for n in counts}
-    for ex in examples:     # ExampleGen's train split is the corpus and the earlier nights
-        if ex["eval_mode"] == "newest_night" and ex["previous_night"] == "none" \
-                and "train" in ex["split_counts"]:
-            sourced[CORPUS] = (ex["split_counts"]["train"], MLMD)      # the corpus alone
+    recorded = {str(k): int(v) for k, v in ((record or {}).get("night_counts") or {}).items()}
+    if from_mlmd is not None:
+        nights, nights_source = sorted(from_mlmd), MLMD
+        sourced = {n: (c, MLMD) for n, c in from_mlmd.items()}
+    else:       # Examples from before the night_counts property
+        sourced = {n: (c, TRAINING_RECORD) for n, c in recorded.items()}
+        if recorded:
+            nights, nights_source = sorted(recorded), TRAINING_RECORD
+        elif record and record.get("trained_on_nights"):
+            nights, nights_source = sorted(record["trained_on_nights"]), TRAINING_RECORD
+        else:           # a model from before training records: what the history kept
+            trained = entry.get("trained_on") or {}
+            nights = sorted(trained.get("nights") or []) + (
+                [CORPUS] if trained.get("corpus") else [])
+            nights_source = HISTORY
     spans = next((ex["input_base"] for ex in examples if ex["input_base"]), None)
     return {
         "nights_source": nights_source,
         "spans": spans or str(config.paths.spans), "spans_source": MLMD if spans else CONFIG,
-        "train_split_images": sum(ex["split_counts"].get("train", 0) for ex in examples),
+        "train_split_images": sum(ex["split_counts"].get(features.TRAIN, 0) for ex in examples),
         "nights": [{"night": n, "images": sourced.get(n, (None, None))[0],
                     "images_source": sourced.get(n, (None, None))[1],
+                    "training_record_images": recorded.get(n),
                     "manifest": _manifest(spans or str(config.paths.spans), n)}
                    for n in sorted(nights, key=lambda n: (n == CORPUS, n))]}
 
@@ -214,7 +243,8 @@ def lineage(config: Config, version: str, store=None) -> dict[str, Any]:
         "transform_graph": _ref((trainer_inputs.get(TRANSFORM_GRAPH_KEY) or [None])[0]),
         "base_model": _ref((trainer_inputs.get(BASE_MODEL_KEY) or [None])[0]),
         "examples": examples,
-        "trained_on": _trained_on(config, entry, record, examples),
+        "trained_on": _trained_on(config, entry, record, examples,
+                                  _learnt_from(events, trainer_inputs)),
         "evaluated_on": evaluated,
     }
 
@@ -254,11 +284,13 @@ def format_lineage(result: dict[str, Any]) -> str:
     trained = result["trained_on"]
     lines.append(f"  trained on ({trained['train_split_images']} images in the train split; "
                  f"spans {trained['spans']} from {trained['spans_source']}):")
-    lines.append(f"    {'night':<10}  {'images':>6}  {'from':<15}  manifest")
+    lines.append(f"    {'night':<10}  {'images':>6}  {'from':<15}  {'record':>6}  manifest")
     for n in trained["nights"]:
         manifest = n["manifest"]
         state = (f"{manifest['example_count']} examples now" if manifest["exists"]
                  else "missing")
+        record = n["training_record_images"]
         lines.append(f"    {n['night']:<10}  {n['images'] if n['images'] is not None else '-':>6}"
-                     f"  {n['images_source'] or '-':<15}  {manifest['path']} ({state})")
+                     f"  {n['images_source'] or '-':<15}"
+                     f"  {record if record is not None else '-':>6}  {manifest['path']} ({state})")
     return "\n".join(lines)

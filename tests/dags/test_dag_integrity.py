@@ -61,7 +61,7 @@ def test_one_task_per_pipeline_node_with_the_pipelines_dependencies(dagbag):
         assert task_upstream == set(upstream), node_id
     assert {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
             "ImageDistributionValidator", "Transform", "Trainer",
-            "LatestBlessedModelResolver", "Evaluator", "Pusher"} <= set(graph)
+            "ServingModelResolver", "Evaluator", "Pusher"} <= set(graph)
 
 
 # The DAG's edges, written down by hand (not derived from task_graph(), which builds them).
@@ -72,12 +72,12 @@ README_DIAGRAM_EDGES = {
     ("ImageExampleGen", "StatisticsGen"),
     ("StatisticsGen", "ExampleValidator"),
     ("ImageExampleGen", "ImageDistributionValidator"),
-    ("LatestBlessedModelResolver", "ImageDistributionValidator"),
+    ("ServingModelResolver", "ImageDistributionValidator"),
     ("ImageExampleGen", "Transform"),
     ("ImportSchemaGen", "Transform"),
     ("Transform", "Trainer"),
     ("Trainer", "Evaluator"),
-    ("LatestBlessedModelResolver", "Evaluator"),
+    ("ServingModelResolver", "Evaluator"),
     ("Evaluator", "Pusher"),
     ("data_gate", "Pusher"),
 }
@@ -95,7 +95,7 @@ IR_ONLY_EDGES = {
     ("ImageExampleGen", "Evaluator"),
     ("Trainer", "Pusher"),
     # The serving model warm-starts the Trainer (its base_model input, the Resolver's model).
-    ("LatestBlessedModelResolver", "Trainer"),
+    ("ServingModelResolver", "Trainer"),
 }
 DAG_ONLY = {"wait_for_night", "ingest_night", "data_gate", "night_report"}
 

@@ -177,7 +177,7 @@ def store(config, tmp_path):
 def test_the_summary_reads_this_runs_completed_outputs_only(config, store):
     model, blessing = record_last_night(store)
     # Tonight. The resolver hands on last night's blessed model (INTERNAL_OUTPUT, as TFX does).
-    store.execute(RUN, "LatestBlessedModelResolver",
+    store.execute(RUN, "ServingModelResolver",
                   internal_outputs=[("model", model), ("model_blessing", blessing)])
     ex = store.execute(RUN, "ImageExampleGen", outputs=[("examples", examples(store))])["examples"]
     store.execute(RUN, "ImageDistributionValidator",
@@ -246,7 +246,7 @@ def test_the_summary_reads_this_runs_completed_outputs_only(config, store):
 def test_a_night_not_blessed_does_not_borrow_the_serving_models_blessing(config, store):
     """The resolver's ModelBlessing (last night's, blessed) is not tonight's verdict."""
     model, blessing = record_last_night(store)
-    store.execute(RUN, "LatestBlessedModelResolver",
+    store.execute(RUN, "ServingModelResolver",
                   internal_outputs=[("model", model), ("model_blessing", blessing)])
     store.execute(RUN, "ImageExampleGen", outputs=[("examples", examples(store))])
     store.execute(RUN, "Evaluator", inputs=[("baseline_model", model)],

@@ -61,11 +61,11 @@ def _fresh_process(tmp_path, code: str, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     return _fresh_process(tmp_path_factory.mktemp("imports"), _LAUNCH,
-                          "LatestBlessedModelResolver", "Pusher")
+                          "ServingModelResolver", "Pusher")
 
 
 def test_the_resolver_and_pusher_launch_for_real(launched):
-    assert launched["outcomes"]["LatestBlessedModelResolver"] == "ok"
+    assert launched["outcomes"]["ServingModelResolver"] == "ok"
     # Its executor was imported and ran: there is no model in a fresh pipeline root.
     assert launched["outcomes"]["Pusher"] == "RuntimeError: Pusher has no model input."
     assert "tfx.components.pusher.executor" in launched["modules"]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_src import names
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
 import model_testing as mt  # noqa: E402
 
@@ -105,11 +107,16 @@ class Nights:
             artifact.id = artifact_id
 
     def night(self, night: str, model_dir: str, version: str, *, blessed: bool = True,
-              pushed: bool = True, accuracy: float = 0.9, toto_images: int = 4) -> dict:
+              pushed: bool = True, accuracy: float = 0.9, toto_images: int = 4,
+              base_model=None, night_counts: bool = True, train_nights=None) -> dict:
         """A night's run; returns its run id and artifacts. `pushed` also copies the model.
 
         As ImageExampleGen splits it (newest_night): train is the corpus and the earlier
-        nights, eval tonight's `toto_images`, previous the last earlier night."""
+        nights, eval tonight's `toto_images`, previous the last earlier night; with its
+        images per split and night unless `night_counts` is off (Examples from before
+        that property). A `base_model` makes the Trainer a warm start from it;
+        `train_nights` (with "corpus") limits the train split to those, as a split of
+        tonight's span alone would be."""
         from tfx.types import artifact_utils, standard_artifacts as sa
 
         from pipeline_src.components.examplegen import span_of
@@ -117,6 +124,8 @@ class Nights:
         run_id = f"scheduled__{night}.{version}"
         earlier = sorted(n for n in self.images if n < night)
         train_counts = {"corpus": self.CORPUS_IMAGES, **{n: self.images[n] for n in earlier}}
+        if train_nights is not None:
+            train_counts = {n: c for n, c in train_counts.items() if n in train_nights}
         examples = self._type(sa.Examples())
         examples.uri = f"{self.config.paths.pipeline_root}/ImageExampleGen/examples/{version}"
         examples.span = span_of(dt.date.fromisoformat(night))
@@ -128,6 +137,11 @@ class Nights:
             "train": sum(train_counts.values()), "eval": toto_images,
             "previous": self.images[earlier[-1]] if earlier else toto_images}))
         examples.set_int_custom_property("rejected_count", 0)
+        if night_counts:
+            previous = earlier[-1] if earlier else night
+            examples.set_string_custom_property(names.EXAMPLES_NIGHT_COUNTS, json.dumps({
+                "train": train_counts, "eval": {night: toto_images},
+                "previous": {previous: self.images.get(previous, toto_images)}}))
         self._execute(run_id, "ImageExampleGen", {"examples": [examples]}, properties={
             "input_base": str(self.config.paths.spans), "night": night,
             "eval_split": "newest_night", "hash_eval_percent": 25, "max_pixels": 4_000_000})
@@ -142,11 +156,13 @@ class Nights:
 
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         warm_start.write_training_record(model_dir, {
-            "mode": "full", "reason": "no blessed model to start from",
+            "mode": "warm" if base_model else "full",
+            "reason": "warm start" if base_model else "no blessed model to start from",
             "night_counts": train_counts, "trained_on_nights": sorted(train_counts)})
         self.images[night] = toto_images
         self._execute(run_id, "Trainer", {"model": [model]},
-                      inputs={"examples": [examples], "transform_graph": [transform_graph]})
+                      inputs={"examples": [examples], "transform_graph": [transform_graph],
+                              **({"base_model": [base_model]} if base_model else {})})
         evaluation = self._type(sa.ModelEvaluation())
         evaluation.uri = f"{model_dir}/evaluation-{night}"
         evaluation.set_float_custom_property("accuracy", accuracy)     # read by fake_accuracy

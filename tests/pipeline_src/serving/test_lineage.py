@@ -90,19 +90,64 @@ def test_lineage_of_each_version_names_its_nights_counts_manifests_and_runs(
         earlier = NIGHTS[:i]                                      # tonight evaluates
         assert [n["night"] for n in trained["nights"]] == [*earlier, "corpus"]
         assert trained["train_split_images"] == CORPUS + sum(TOTO_IMAGES[n] for n in earlier)
+        assert trained["nights_source"] == "mlmd"
         by_night = {n["night"]: n for n in trained["nights"]}
-        # The bootstrap night's train split is the corpus alone: MLMD holds its count.
+        # ExampleGen's night_counts in MLMD, the Trainer's record beside it.
         assert (by_night["corpus"]["images"], by_night["corpus"]["images_source"]) == (
-            CORPUS, "mlmd" if i == 0 else "training_record")
+            CORPUS, "mlmd")
         for n in earlier:
-            assert (by_night[n]["images"], by_night[n]["images_source"]) == (
-                TOTO_IMAGES[n], "training_record")
+            assert (by_night[n]["images"], by_night[n]["images_source"],
+                    by_night[n]["training_record_images"]) == (
+                TOTO_IMAGES[n], "mlmd", TOTO_IMAGES[n])
         assert by_night["corpus"]["manifest"]["path"] == str(spans / "corpus" / MANIFEST_NAME)
         for n in earlier:
             manifest = by_night[n]["manifest"]
             assert manifest["path"] == str(spans / "toto" / n / MANIFEST_NAME)
             assert manifest["exists"] and manifest["example_count"] == (
                 TOTO_IMAGES[n] + (n == LATE_UPLOAD))   # the span now, not what was trained on
+
+
+def test_a_warm_start_counts_the_nights_its_base_model_learnt_from(nights, serving_config,
+                                                                   tmp_path):
+    """Tonight's train split holds only the newest night (as a split of tonight's span
+    would); the nights before it come, from MLMD, through the base model's Trainer."""
+    spans = serving_config.paths.spans
+    _span_manifest(spans / "corpus", CORPUS)
+    runs = []
+    for i, (night, version) in enumerate(zip(NIGHTS, VERSIONS)):
+        _span_manifest(spans / "toto" / night, TOTO_IMAGES[night])
+        model_dir = tmp_path / f"model-{night}"
+        (model_dir / "Format-Serving").mkdir(parents=True)
+        (model_dir / "Format-Serving" / "saved_model.pb").write_bytes(b"")
+        warm = {"base_model": runs[-1]["model"], "train_nights": [NIGHTS[i - 1]]} if i else {}
+        runs.append(nights.night(night, str(model_dir), version,
+                                 toto_images=TOTO_IMAGES[night], **warm))
+        tasks.write_night_report(serving_config, runs[-1]["run_id"], night, state="success")
+    found = lineage.lineage(serving_config, VERSIONS[2])
+    assert found["base_model"]["id"] == runs[1]["model"].id
+    assert found["trained_on"]["train_split_images"] == TOTO_IMAGES[NIGHTS[1]]   # tonight's own
+    assert [(n["night"], n["images"], n["images_source"]) for n in found["trained_on"]["nights"]
+            ] == [(NIGHTS[0], TOTO_IMAGES[NIGHTS[0]], "mlmd"),
+                  (NIGHTS[1], TOTO_IMAGES[NIGHTS[1]], "mlmd"), ("corpus", CORPUS, "mlmd")]
+
+
+def test_examples_from_before_night_counts_fall_back_to_the_training_record(
+        nights, serving_config, tmp_path):
+    spans = serving_config.paths.spans
+    _span_manifest(spans / "corpus", CORPUS)
+    for night, version in zip(NIGHTS[:2], VERSIONS[:2]):
+        _span_manifest(spans / "toto" / night, TOTO_IMAGES[night])
+        model_dir = tmp_path / f"model-{night}"
+        (model_dir / "Format-Serving").mkdir(parents=True)
+        (model_dir / "Format-Serving" / "saved_model.pb").write_bytes(b"")
+        run = nights.night(night, str(model_dir), version, toto_images=TOTO_IMAGES[night],
+                           night_counts=False)
+        tasks.write_night_report(serving_config, run["run_id"], night, state="success")
+    trained = lineage.lineage(serving_config, VERSIONS[1])["trained_on"]
+    assert trained["nights_source"] == "training_record"
+    assert [(n["night"], n["images"], n["images_source"]) for n in trained["nights"]] == [
+        (NIGHTS[0], TOTO_IMAGES[NIGHTS[0]], "training_record"),
+        ("corpus", CORPUS, "training_record")]
 
 
 def test_a_rolled_back_version_still_resolves_to_its_own_run(nights, serving_config,
@@ -131,8 +176,9 @@ def test_json_is_one_object_and_the_text_names_the_same_facts(nights, serving_co
     assert runs[2]["run_id"] in text and f"scheduled__{NIGHTS[2]} (id {VERSIONS[2]})" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines()
             if line.startswith("    ") and not line.split()[0] == "night"}
-    assert rows["corpus"][1:3] == [str(CORPUS), "training_record"]
-    assert rows[NIGHTS[0]][1:3] == [str(TOTO_IMAGES[NIGHTS[0]]), "training_record"]
+    assert rows["corpus"][1:4] == [str(CORPUS), "mlmd", str(CORPUS)]
+    assert rows[NIGHTS[0]][1:4] == [str(TOTO_IMAGES[NIGHTS[0]]), "mlmd",
+                                    str(TOTO_IMAGES[NIGHTS[0]])]
     assert str(serving_config.paths.spans / "toto" / NIGHTS[1] / MANIFEST_NAME) in text
 
 
