@@ -114,6 +114,7 @@ def nights(tmp_path_factory, alert_servers):
     results[6] = run_night(env, NIGHT_6, "--full-retrain")
     results["alerts_after_6"] = (len(smtp.messages), len(slack.posts))
     results["outside"] = outside
+    results["env"] = env
     return config, results, smtp, slack
 
 
@@ -306,6 +307,46 @@ def test_pushed_model_classifies_jpeg_bytes_from_a_fresh_seed(nights, tmp_path):
         correct += sum(p == label_dir.name for p in predicted)
         total += len(blobs)
     assert correct / total >= 0.8, f"{correct}/{total}"
+
+
+def test_pushed_models_carry_a_tflite_model_that_agrees_with_them(nights):
+    """Each pushed version has model.tflite and tflite.json beside its SavedModel, checked
+    against tonight's eval images (TFLite's own converter, run inside the Trainer task)."""
+    config, results, *_ = nights
+    for night in (1, 3):
+        extra = Path(config.paths.serving) / results[night]["pushed_version"] / "assets.extra"
+        report_ = json.loads((extra / "tflite.json").read_text())
+        assert report_["converted"] is True, report_
+        assert report_["images"] == results[night]["splits"]["eval"]
+        assert report_["agreement"] >= config.serving.tflite_min_agreement
+        assert (extra / "model.tflite").stat().st_size == report_["bytes"]
+
+
+def test_lineage_of_pushed_versions_comes_from_mlmd(nights):
+    """`emerald lineage VERSION --json` names the TFX and DAG run that pushed the version and,
+    from ImageExampleGen's counts in MLMD, the nights and images it learnt from: the corpus
+    on night 1; on night 3 (a warm start from night 1's model) the corpus and night 2."""
+    config, results, *_ = nights
+    env = results["env"]
+    first = json.loads(emerald(env, "lineage", results[1]["pushed_version"], "--json").stdout)
+    assert first["tfx_run"] == results[1]["tfx_run_id"]
+    assert first["dag_run"]["dag_id"] == config.dag.dag_id
+    trained = first["trained_on"]
+    assert trained["nights_source"] == "mlmd" and trained["spans_source"] == "mlmd"
+    assert [n["night"] for n in trained["nights"]] == ["corpus"]
+    (corpus,) = trained["nights"]
+    assert corpus["images"] == results[1]["splits"]["train"]
+    assert corpus["images_source"] == "mlmd" and corpus["manifest"]["exists"]
+
+    third = json.loads(emerald(env, "lineage", results[3]["pushed_version"], "--json").stdout)
+    assert third["tfx_run"] == results[3]["tfx_run_id"]
+    assert third["base_model"] is not None            # warm-started from the serving model
+    by_night = {n["night"]: n for n in third["trained_on"]["nights"]}
+    assert set(by_night) == {"corpus", NIGHT_2.isoformat()}
+    assert all(n["images_source"] == "mlmd" and n["manifest"]["exists"]
+               for n in by_night.values())
+    assert by_night[NIGHT_2.isoformat()]["images"] == results[2]["splits"]["eval"]
+    assert by_night["corpus"]["images"] == 120    # the whole corpus: night 1 held some out
 
 
 def test_no_secret_in_any_log_report_xcom_or_output(nights):

@@ -13,7 +13,7 @@ import os
 from typing import Iterable, Sequence
 
 from pipeline_src import features
-from pipeline_src.model import exporter
+from pipeline_src.model import exporter, files
 
 REFERENCE_FILE = "emerald_eval_predictions.json"   # beside Format-Serving in the Model artifact
 _BATCH = 64
@@ -62,20 +62,11 @@ def records(file_patterns) -> Iterable[bytes]:
 
 
 def write_reference(model_uri: str, predicted: dict[str, list]) -> str:
-    import tensorflow as tf
-
     path = reference_path(model_uri)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        json.dump(predicted, handle)
+    files.write(path, json.dumps(predicted))
     return path
 
 
 def read_reference(model_uri: str):
     """The model's outputs on its own evaluation data, or None (a model from before this file)."""
-    import tensorflow as tf
-
-    path = reference_path(model_uri)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
+    return files.read_json(reference_path(model_uri))

@@ -38,6 +38,7 @@ from typing import Iterable, Iterator, Sequence
 from absl import logging
 
 from pipeline_src import features
+from pipeline_src.model import files
 from pipeline_src.names import SCORES
 
 ASSETS_EXTRA = "assets.extra"
@@ -59,13 +60,7 @@ def report_path(serving_model_dir: str) -> str:
 
 def read_report(serving_model_dir: str):
     """tflite.json of a serving folder, or None (TFLite off, or a model from before it)."""
-    import tensorflow as tf
-
-    path = report_path(serving_model_dir)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
+    return files.read_json(report_path(serving_model_dir))
 
 
 def contract(image_size: int, labels: Sequence[str]) -> dict:
@@ -162,14 +157,6 @@ def check(tflite_model: bytes, serving_model_dir: str, eval_files,
     return images, agreeing
 
 
-def _write(path: str, content, mode: str) -> None:
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, mode) as handle:
-        handle.write(content)
-
-
 def write_beside(serving_model_dir: str, eval_files, labels: Sequence[str], image_size: int, *,
                  min_agreement: float = DEFAULT_MIN_AGREEMENT,
                  max_images: int = DEFAULT_MAX_IMAGES) -> dict:
@@ -205,11 +192,11 @@ def write_beside(serving_model_dir: str, eval_files, labels: Sequence[str], imag
 
     path = tflite_path(serving_model_dir)
     if report["converted"]:
-        _write(path, tflite_model, "wb")
+        files.write(path, tflite_model, "wb")
         logging.info("wrote %s in %.1f s: %s", path, report["seconds"], report["reason"])
     else:
         if tf.io.gfile.exists(path):   # never leave an unchecked file from an earlier attempt
             tf.io.gfile.remove(path)
         logging.warning("no TFLite model (%.1f s): %s", report["seconds"], report["reason"])
-    _write(report_path(serving_model_dir), json.dumps(report, indent=1) + "\n", "w")
+    files.write(report_path(serving_model_dir), json.dumps(report, indent=1) + "\n")
     return report

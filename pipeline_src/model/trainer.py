@@ -48,7 +48,9 @@ DEFAULT_REPLAY_FRACTION = 0.25
 DEFAULT_DROPOUT = 0.2
 
 
-def _settings(custom_config: Mapping[str, Any] | None) -> dict:
+def read_settings(custom_config: Mapping[str, Any] | None) -> dict:
+    """The Trainer's custom_config cast once: typed values, defaults filled, checked
+    (the Tuner searches from the same settings)."""
     custom_config = dict(custom_config or {})
     required = ("labels", "image_size", "epochs", "batch_size", "learning_rate")
     missing = [k for k in required if k not in custom_config]
@@ -163,7 +165,7 @@ def run_fn(fn_args) -> None:
     serving_model_dir, with the reference predictions and the training record beside it."""
     # The Tuner's best values (its node runs only with training.tuner_trials > 0).
     tuned = hyperparameters.best_values(getattr(fn_args, "hyperparameters", None))
-    settings = hyperparameters.apply(_settings(fn_args.custom_config), tuned)
+    settings = hyperparameters.apply(read_settings(fn_args.custom_config), tuned)
     model_lib.skip_autograph_for_tf_keras()
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings["seed"])

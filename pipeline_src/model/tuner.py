@@ -28,7 +28,7 @@ DEFAULT_TRIALS, DEFAULT_EPOCHS = 0, 2
 
 def search_settings(custom_config: Mapping[str, Any] | None) -> dict:
     """The Trainer's settings plus the search's own budget."""
-    settings = trainer._settings(custom_config)
+    settings = trainer.read_settings(custom_config)
     custom_config = dict(custom_config or {})
     settings["tuner_trials"] = int(custom_config.get("tuner_trials", DEFAULT_TRIALS))
     settings["tuner_epochs"] = int(custom_config.get("tuner_epochs", DEFAULT_EPOCHS))

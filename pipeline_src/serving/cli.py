@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 
 from pipeline_src.config import load_config
@@ -54,22 +55,32 @@ def _rollback(args) -> int:
     return 0
 
 
+def _config_keeping_keras_home():
+    """The configuration, with KERAS_HOME in EMERALD_HOME (as for a night) before anything
+    imports Keras: Keras writes ~/.keras/keras.json at import. A user's value wins."""
+    config = load_config()
+    os.environ.setdefault("KERAS_HOME", str(config.paths.home / "keras"))
+    return config
+
+
 def _lineage(args) -> int:
+    config = _config_keeping_keras_home()
     from pipeline_src.serving import lineage
 
     # A log handler that prints to sys.stdout (Airflow's, once Airflow is loaded) would
     # break the one JSON object: while MLMD is read, stdout is stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        result = lineage.lineage(load_config(), args.version)
+        result = lineage.lineage(config, args.version)
     print(json.dumps(result, indent=1, sort_keys=True) if args.json
           else lineage.format_lineage(result))
     return 0
 
 
 def _predict(args) -> int:
+    config = _config_keeping_keras_home()
     from pipeline_src.serving import predict
 
-    version, results = predict.predict(load_config(), args.images, args.version)
+    version, results = predict.predict(config, args.images, args.version)
     print(json.dumps(results, indent=1) if args.json else predict.format_table(version, results))
     return PREDICT_FAILED_EXIT if any(r.get("error") for r in results) else 0
 

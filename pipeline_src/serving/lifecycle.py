@@ -85,15 +85,22 @@ def record_push(config: Config, summary: dict[str, Any], store=None) -> Optional
     return entry
 
 
-def rollback(config: Config, version: str, reason: Optional[str] = None) -> dict[str, Any]:
-    """Makes an earlier pushed version serve again; raises UsageError for an unknown one."""
-    serving, version = config.paths.serving, str(version)
+def entries_of(serving: str, version: str) -> list[dict[str, Any]]:
+    """The version's history entries, oldest first; UsageError naming the known versions
+    when it has none."""
     past = history.entries(serving)
-    pushes = [e for e in past if e["version"] == version]
-    if not pushes:
+    mine = [e for e in past if e["version"] == version]
+    if not mine:
         known = ", ".join(dict.fromkeys(e["version"] for e in past)) or "none"
         raise UsageError(f"no pushed version {version!r} in {history.join(serving, 'history')}"
                          f" (versions: {known}); see `emerald models`")
+    return mine
+
+
+def rollback(config: Config, version: str, reason: Optional[str] = None) -> dict[str, Any]:
+    """Makes an earlier pushed version serve again; raises UsageError for an unknown one."""
+    serving, version = config.paths.serving, str(version)
+    pushes = entries_of(serving, version)
     if not history.has_saved_model(serving, version):
         raise UsageError(f"version {version} is in the history but its SavedModel is gone "
                          f"from {history.version_path(serving, version)}")

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from pipeline_src import features, names
 from pipeline_src.config import Config, UsageError
 from pipeline_src.serving import history
-from pipeline_src.serving.lifecycle import CORPUS
+from pipeline_src.serving.lifecycle import CORPUS, entries_of
 
 # Where each value was read.
 MLMD, TRAINING_RECORD, MANIFEST, HISTORY, CONFIG = (
@@ -189,12 +189,7 @@ def _trained_on(config: Config, entry: dict, record: Optional[dict], examples: l
 def _history(config: Config, version: str) -> tuple[dict, list[dict], bool]:
     """The version's push entry, all its entries, and whether it serves; UsageError if none."""
     serving = config.paths.serving
-    past = history.entries(serving)
-    mine = [e for e in past if e["version"] == version]
-    if not mine:
-        known = ", ".join(dict.fromkeys(e["version"] for e in past)) or "none"
-        raise UsageError(f"no pushed version {version!r} in {history.join(serving, 'history')}"
-                         f" (versions: {known}); see `emerald models`")
+    mine = entries_of(serving, version)
     push = next((e for e in mine if e["method"] != "rollback"), mine[0])
     return push, mine, history.serving_version(serving) == version
 

@@ -47,7 +47,7 @@ def test_schedule():
 
 def test_settings_require_keys():
     with pytest.raises(ValueError, match="learning_rate"):
-        trainer._settings({"labels": ["a"], "image_size": 8, "epochs": 1, "batch_size": 2})
+        trainer.read_settings({"labels": ["a"], "image_size": 8, "epochs": 1, "batch_size": 2})
 
 
 def test_augment_keeps_range_shape_and_is_deterministic():

@@ -158,9 +158,9 @@ def test_a_failed_conversion_is_recorded_not_raised(tmp_path, transform_graph, m
 
 
 def test_the_tflite_settings_and_their_defaults(tmp_path):
-    assert trainer._settings(mt.CUSTOM_CONFIG)["tflite"] is True
-    assert trainer._settings(mt.CUSTOM_CONFIG)["tflite_min_agreement"] == 0.99
-    off = trainer._settings({**mt.CUSTOM_CONFIG, "tflite": "false", "tflite_min_agreement": 0.95})
+    assert trainer.read_settings(mt.CUSTOM_CONFIG)["tflite"] is True
+    assert trainer.read_settings(mt.CUSTOM_CONFIG)["tflite_min_agreement"] == 0.99
+    off = trainer.read_settings({**mt.CUSTOM_CONFIG, "tflite": "false", "tflite_min_agreement": 0.95})
     assert off["tflite"] is False and off["tflite_min_agreement"] == 0.95
 
     loaded = config.load_config(env={})

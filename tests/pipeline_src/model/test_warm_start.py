@@ -234,5 +234,5 @@ def test_no_record_warm_start_off_or_full_retrain_asked_is_a_full_retrain(tmp_pa
         "full retrain requested (full_retrain)")
     assert _decide(None, model).reason == "no blessed model to start from"
     # The key a launch sets; a rendered Airflow template ("True") counts.
-    settings = trainer._settings({**mt.CUSTOM_CONFIG, trainer.FULL_RETRAIN_KEY: "True"})
+    settings = trainer.read_settings({**mt.CUSTOM_CONFIG, trainer.FULL_RETRAIN_KEY: "True"})
     assert settings["full_retrain"] is True and settings["warm_start"] is False
