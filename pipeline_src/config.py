@@ -99,6 +99,12 @@ class Paths:
     quarantine: Path
     acknowledgments: Path   # accepted shifts (version-controlled YAML; `emerald ack`)
 
+    @property
+    def keras_home(self) -> Path:
+        """KERAS_HOME for every Emerald process: Keras writes keras.json there at import,
+        which would otherwise land in the user's ~/.keras."""
+        return self.home / "keras"
+
 
 @dataclasses.dataclass(frozen=True)
 class IngestConfig:

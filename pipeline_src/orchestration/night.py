@@ -33,7 +33,7 @@ def airflow_environment(config: Config) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         # Keras writes ~/.keras/keras.json at import: keep it in EMERALD_HOME.
-        "KERAS_HOME": str(config.paths.home / "keras"),
+        "KERAS_HOME": str(config.paths.keras_home),
     }
 
 

@@ -59,7 +59,7 @@ def _config_keeping_keras_home():
     """The configuration, with KERAS_HOME in EMERALD_HOME (as for a night) before anything
     imports Keras: Keras writes ~/.keras/keras.json at import. A user's value wins."""
     config = load_config()
-    os.environ.setdefault("KERAS_HOME", str(config.paths.home / "keras"))
+    os.environ.setdefault("KERAS_HOME", str(config.paths.keras_home))
     return config
 
 
