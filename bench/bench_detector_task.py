@@ -126,9 +126,9 @@ def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
 
 def _examplegen_seconds_per_image(jpegs) -> float:
     from pipeline_src.components import examplegen
-    from pipeline_src.components.examplegen import SourceImage
+    from pipeline_src.components.spans import SourceImage
 
-    image = SourceImage(Path("x.jpg"), "lion", "toto", "2026-03-01")
+    image = SourceImage("x.jpg", "lion", "toto", "2026-03-01")
     start = time.perf_counter()
     for data in jpegs:
         examplegen._serialize(examplegen.to_example_features(image, data, 40_000_000))

@@ -3,34 +3,25 @@
 The stock FileBasedExampleGen reads CSV/TFRecord/Parquet; images need decoding
 to derive the features skew and drift are computed on (TFDV sees nothing in
 raw bytes). The output is an Examples artifact whose `span` is tonight's date
-(days since the epoch) with three splits:
-
-- train:    the corpus and every Toto night before tonight;
-- eval:     tonight's Toto night, so evaluation looks like tomorrow; a hash
-            split of the corpus on a night with no Toto images (or always,
-            with eval_split="hash");
-- previous: the last Toto night before tonight, the drift baseline; tonight's
-            own images when there is no earlier night (drift is then zero, and
-            the `previous_night` property says "none").
+(days since the epoch) with the train / eval / previous splits `spans.py`
+plans, from spans on disk or under a gs:// prefix.
 
 A span damaged on disk after ingestion (an image truncated or overwritten, a
 file that cannot be read) never stops the night and is never dropped in
 silence: the file is rejected with its reason (`rejected.json`, the
 `rejected_count` property the night's report shows) and named in the log with
 how to repair it. A folder under toto/ that looks like a night but is no date
-is an error naming it.
+is an error naming it. GCS 5xx, throttling and timeouts are retried with
+backoff; a read that still fails fails the night with the object named (the
+image is not damaged, the storage is not answering), and Airflow retries it.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
-import re
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
@@ -39,98 +30,9 @@ from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline_src import features, images, names
-
-NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
-EPOCH = dt.date(1970, 1, 1)
+from pipeline_src.components.spans import SourceImage, SplitPlan, plan_splits, span_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceImage:
-    path: Path
-    label: str
-    source: str             # corpus | toto
-    night: str              # YYYY-MM-DD or "corpus"
-
-
-def span_of(night: dt.date) -> int:
-    return (night - EPOCH).days
-
-
-def toto_nights(input_base: Path, until: dt.date) -> list[dt.date]:
-    """Toto's night folders up to and including `until`, oldest first."""
-    toto = input_base / names.TOTO_DIR
-    if not toto.is_dir():
-        return []
-    nights = [_night_of(p) for p in toto.iterdir() if p.is_dir() and NIGHT_DIR.match(p.name)]
-    return sorted(n for n in nights if n <= until)
-
-
-def _night_of(folder: Path) -> dt.date:
-    """The night a span folder holds; a YYYY-MM-DD name that is no date (2026-13-45) was
-    not made by ingestion, and its images would be dropped unseen: an error naming it."""
-    try:
-        return dt.date.fromisoformat(folder.name)
-    except ValueError as exc:
-        raise ValueError(f"span folder {folder} is not a night ({exc}): ingestion never "
-                         f"writes it; move it out of the spans directory") from None
-
-
-def _images_under(folder: Path, source: str, night: str) -> Iterator[SourceImage]:
-    if not folder.is_dir():
-        return
-    for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for path in sorted(label_dir.iterdir()):
-            if path.is_file() and not path.name.startswith(("_", ".")):
-                yield SourceImage(path, label_dir.name, source, night)
-
-
-def corpus_images(input_base: Path) -> list[SourceImage]:
-    return list(_images_under(input_base / "corpus", "corpus", "corpus"))
-
-
-def night_images(input_base: Path, night: dt.date) -> list[SourceImage]:
-    iso = night.isoformat()
-    return list(_images_under(input_base / names.TOTO_DIR / iso, "toto", iso))
-
-
-def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:
-    """Stable across nights and machines: the relative name decides."""
-    key = f"{image.source}/{image.night}/{image.label}/{image.path.name}"
-    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
-    return bucket < eval_percent
-
-
-@dataclasses.dataclass
-class SplitPlan:
-    splits: dict[str, list[SourceImage]]
-    eval_mode: str            # newest_night | hash
-    previous_night: Optional[str]
-
-
-def plan_splits(input_base: Path, night: dt.date, eval_split: str,
-                hash_eval_percent: int) -> SplitPlan:
-    nights = toto_nights(input_base, night)
-    tonight = night_images(input_base, night) if night in nights else []
-    earlier = [n for n in nights if n < night]
-    corpus = corpus_images(input_base)
-    previous = night_images(input_base, earlier[-1]) if earlier else []
-
-    if eval_split == "newest_night" and tonight:
-        train = corpus + [img for n in earlier for img in night_images(input_base, n)]
-        evaluation, mode = tonight, "newest_night"
-    else:
-        everything = corpus + [img for n in nights for img in night_images(input_base, n)]
-        train = [i for i in everything if not in_hash_eval(i, hash_eval_percent)]
-        evaluation = [i for i in everything if in_hash_eval(i, hash_eval_percent)]
-        mode = "hash"
-    baseline = previous or tonight or evaluation
-    return SplitPlan(
-        splits={features.TRAIN: train, features.EVAL: evaluation,
-                features.PREVIOUS: baseline},
-        eval_mode=mode,
-        previous_night=earlier[-1].isoformat() if earlier else None)
 
 
 def to_example_features(image: SourceImage, data: bytes, max_pixels: int) -> dict[str, Any]:
@@ -179,7 +81,7 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
     counts: dict[str, int] = {}
     night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
-    seen_rejects: set[Path] = set()
+    seen_rejects: set[str] = set()
     for split, members in plan.splits.items():
         split_dir = os.path.join(output_uri, f"Split-{split}")
         tf.io.gfile.makedirs(split_dir)
@@ -188,11 +90,11 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for image in members:
                 try:
-                    values = to_example_features(image, image.path.read_bytes(), max_pixels)
+                    values = to_example_features(image, _read(plan, image), max_pixels)
                 except (images.BadImage, OSError) as bad:
-                    if image.path not in seen_rejects:
-                        seen_rejects.add(image.path)
-                        rejected.append({"object": str(image.path), "reason": _reason(bad)})
+                    if image.uri not in seen_rejects:
+                        seen_rejects.add(image.uri)
+                        rejected.append({"object": image.uri, "reason": _reason(bad)})
                     continue
                 writer.write(_serialize(values))
                 written += 1
@@ -200,6 +102,14 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str,
                 per_night[image.night] = per_night.get(image.night, 0) + 1
         counts[split] = written
     return {"counts": counts, "night_counts": night_counts, "rejected": rejected}
+
+
+def _read(plan: SplitPlan, image: SourceImage) -> bytes:
+    """The image's bytes, checksum verified. A local file that cannot be read is an
+    OSError (a rejection); a GCS read that outlasts its retries is an IngestError,
+    which fails the night: the object is intact, the storage is not answering."""
+    _, data = plan.storage.read(image.object)
+    return data
 
 
 def _reason(error: Exception) -> str:
@@ -222,10 +132,7 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
         night = dt.date.fromisoformat(exec_properties["night"])
-        input_base = Path(exec_properties["input_base"])
-        if not input_base.is_dir():
-            raise FileNotFoundError(
-                f"no spans at {input_base}: run `emerald ingest` (or the DAG's ingest task) first")
+        input_base = exec_properties["input_base"]       # a path or gs:// URI
         plan = plan_splits(input_base, night, exec_properties["eval_split"],
                            int(exec_properties["hash_eval_percent"]))
         examples = artifact_utils.get_single_instance(output_dict["examples"])
@@ -242,10 +149,17 @@ class Executor(base_executor.BaseExecutor):
         examples.set_string_custom_property(
             names.EXAMPLES_NIGHT_COUNTS, json.dumps(result["night_counts"], sort_keys=True))
         examples.set_int_custom_property("rejected_count", len(result["rejected"]))
-        with open(os.path.join(examples.uri, "rejected.json"), "w") as handle:
-            json.dump(result["rejected"], handle, indent=1)
+        _write_text(os.path.join(examples.uri, "rejected.json"),
+                    json.dumps(result["rejected"], indent=1))
         if not result["counts"][features.TRAIN]:
             raise ValueError(f"no training images under {input_base} for night {night}")
+
+
+def _write_text(uri: str, text: str) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(uri, "w") as handle:
+        handle.write(text)
 
 
 class ImageExampleGenSpec(ComponentSpec):

@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 import emerald_testing as testing
 from pipeline_src import features, ingest
 from pipeline_src.components import examplegen
+from pipeline_src.ingest import sources
 
 NIGHT = dt.date(2026, 1, 2)
 LABELS = ("lion", "tiger", "bear")
@@ -64,14 +65,14 @@ def test_a_span_image_overwritten_with_garbage_is_rejected_and_named(spans, tmp_
 def test_a_span_file_that_cannot_be_read_is_rejected_with_the_os_error(spans, tmp_path,
                                                                         monkeypatch):
     broken = spans / "toto" / NIGHT.isoformat() / "bear" / "gray.jpg"
-    read_bytes = Path.read_bytes
+    read = sources.LocalStorage.read
 
-    def failing_disk(path):
-        if path == broken:
-            raise OSError(errno.EIO, "Input/output error", str(path))
-        return read_bytes(path)
+    def failing_disk(storage, info):
+        if storage.root / info.name == broken:
+            raise OSError(errno.EIO, "Input/output error", str(broken))
+        return read(storage, info)
 
-    monkeypatch.setattr(Path, "read_bytes", failing_disk)
+    monkeypatch.setattr(sources.LocalStorage, "read", failing_disk)
     _, rejected = execute(spans, tmp_path / "out")
     assert rejected == [{"object": str(broken), "reason": "unreadable: Input/output error"}]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline_src.components import examplegen
+from pipeline_src.components import examplegen, spans as span_plan
 from pipeline_src.tools import synth
 from pipeline_src.config import load_config
 
@@ -16,7 +16,7 @@ NIGHT_1, NIGHT_2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 def _examples(tmp_path, night):
     from tfx.types import artifact_utils, standard_artifacts
 
-    plan = examplegen.plan_splits(tmp_path / "source", night, "newest_night", 25)
+    plan = span_plan.plan_splits(tmp_path / "source", night, "newest_night", 25)
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / f"examples-{night}")
     result = examplegen.write_splits(plan, examples.uri, 40_000_000)

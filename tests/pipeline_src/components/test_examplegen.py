@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline_src import features
-from pipeline_src.components import examplegen
+from pipeline_src.components import examplegen, spans as span_plan
 from pipeline_src.tools import synth
 
 FIRST = dt.date(2026, 1, 2)
@@ -49,24 +49,24 @@ def spans(tmp_path_factory):
 
 
 def _names(images):
-    return {(i.source, i.night, i.label, i.path.name) for i in images}
+    return {(i.source, i.night, i.label, i.filename) for i in images}
 
 
 def test_corpus_only_night_uses_a_stable_hash_split(spans):
-    plan = examplegen.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
+    plan = span_plan.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
     assert plan.eval_mode == "hash"
     train, evaluation = plan.splits[features.TRAIN], plan.splits[features.EVAL]
     assert {i.source for i in train + evaluation} == {"corpus"}
     assert len(train) + len(evaluation) == 12
     assert not _names(train) & _names(evaluation)
-    again = examplegen.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
+    again = span_plan.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
     assert _names(again.splits[features.EVAL]) == _names(evaluation)
     assert plan.previous_night is None
 
 
 def test_a_toto_night_is_evaluated_on_that_night_and_trained_on_what_came_before(spans):
     second = FIRST + dt.timedelta(days=1)
-    plan = examplegen.plan_splits(spans, second, "newest_night", 25)
+    plan = span_plan.plan_splits(spans, second, "newest_night", 25)
     assert plan.eval_mode == "newest_night"
     evaluation = plan.splits[features.EVAL]
     assert {(i.source, i.night) for i in evaluation} == {("toto", second.isoformat())}
@@ -77,18 +77,18 @@ def test_a_toto_night_is_evaluated_on_that_night_and_trained_on_what_came_before
 
 
 def test_hash_option_mixes_every_night_into_both_splits(spans):
-    plan = examplegen.plan_splits(spans, FIRST + dt.timedelta(days=1), "hash", 50)
+    plan = span_plan.plan_splits(spans, FIRST + dt.timedelta(days=1), "hash", 50)
     assert plan.eval_mode == "hash"
     everything = plan.splits[features.TRAIN] + plan.splits[features.EVAL]
     assert len(everything) == 12 + 2 * 6
 
 
 def test_examples_carry_the_contract_features_and_bad_images_are_recorded(spans, tmp_path):
-    plan = examplegen.plan_splits(spans, FIRST, "newest_night", 25)
+    plan = span_plan.plan_splits(spans, FIRST, "newest_night", 25)
     corrupt = spans / "toto" / FIRST.isoformat() / "lion" / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     try:
-        plan = examplegen.plan_splits(spans, FIRST, "newest_night", 25)
+        plan = span_plan.plan_splits(spans, FIRST, "newest_night", 25)
         result = examplegen.write_splits(plan, str(tmp_path), max_pixels=10_000_000)
     finally:
         corrupt.unlink()

@@ -119,7 +119,7 @@ class Nights:
         tonight's span alone would be."""
         from tfx.types import artifact_utils, standard_artifacts as sa
 
-        from pipeline_src.components.examplegen import span_of
+        from pipeline_src.components.spans import span_of
 
         run_id = f"scheduled__{night}.{version}"
         earlier = sorted(n for n in self.images if n < night)

@@ -1,0 +1,170 @@
+"""Which span images go into which split: the plan ExampleGen writes.
+
+Spans live in a local directory or under a gs:// prefix, read through the
+ingestion's storage layer (`ingest.sources`), which lists a prefix in one call
+and retries GCS 5xx, throttling and timeouts with backoff. Listing the corpus
+and Toto's folders once each gives every night and image the plan needs.
+
+- train:    the corpus and every Toto night before tonight;
+- eval:     tonight's Toto night, so evaluation looks like tomorrow; a hash
+            split of the corpus on a night with no Toto images (or always,
+            with eval_split="hash");
+- previous: the last Toto night before tonight, the drift baseline; tonight's
+            own images when there is no earlier night (drift is then zero, and
+            the `previous_night` property says "none").
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+import re
+from typing import Optional
+
+from pipeline_src import features, names
+from pipeline_src.ingest.errors import SourceError
+from pipeline_src.ingest.sources import LocalStorage, ObjectInfo, open_storage
+
+NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceImage:
+    uri: str                # a path or gs:// URI: what messages and rejected.json name
+    label: str
+    source: str             # corpus | toto
+    night: str              # YYYY-MM-DD or "corpus"
+    object: Optional[ObjectInfo] = None     # its listing, which the storage reads it by
+
+    @property
+    def filename(self) -> str:
+        return self.uri.rsplit("/", 1)[-1]
+
+
+def span_of(night: dt.date) -> int:
+    return (night - EPOCH).days
+
+
+@dataclasses.dataclass
+class SpanListing:
+    """Every image under a spans location, listed once: the corpus, and Toto's nights."""
+    storage: object                          # LocalStorage | GCSStorage
+    uri: str
+    corpus: list[SourceImage]
+    nights: dict[dt.date, list[SourceImage]]  # a night folder with no image maps to []
+
+    def toto_nights(self, until: dt.date) -> list[dt.date]:
+        """Toto's night folders up to and including `until`, oldest first."""
+        return sorted(n for n in self.nights if n <= until)
+
+    def night_images(self, night: dt.date) -> list[SourceImage]:
+        return self.nights.get(night, [])
+
+
+def list_spans(input_base: str | os.PathLike) -> SpanListing:
+    """Lists the spans at a path or gs:// URI.
+
+    A missing or empty location is a FileNotFoundError saying to ingest first.
+    A GCS error that outlasts the retries is an IngestError naming the prefix:
+    the night fails (and Airflow retries it) rather than running on part of
+    its images.
+    """
+    storage, base = open_storage(str(input_base))
+    where = storage.uri(base) if base else storage.uri()
+    missing = FileNotFoundError(
+        f"no spans at {where}: run `emerald ingest` (or the DAG's ingest task) first")
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        raise missing
+    try:
+        corpus_objects = storage.list(_join(base, names.CORPUS_DIR))
+        toto_objects = storage.list(_join(base, names.TOTO_DIR))
+    except SourceError:                   # no such bucket
+        raise FileNotFoundError(f"no spans at {where}: the bucket does not exist; check "
+                                f"paths.spans in the configuration") from None
+    if not corpus_objects and not toto_objects:
+        raise missing
+    corpus = [SourceImage(storage.uri(o.name), label, "corpus", "corpus", o)
+              for label, o in _images(corpus_objects, _join(base, names.CORPUS_DIR))]
+    nights: dict[dt.date, list[SourceImage]] = {}
+    toto_prefix = _join(base, names.TOTO_DIR)
+    by_folder: dict[str, list[ObjectInfo]] = {}
+    for o in toto_objects:
+        folder = o.name[len(toto_prefix):].split("/", 1)[0]
+        if NIGHT_DIR.match(folder):
+            by_folder.setdefault(folder, []).append(o)
+    for folder, objects in by_folder.items():
+        night = _night_of(folder, storage.uri(toto_prefix + folder))
+        nights[night] = [
+            SourceImage(storage.uri(o.name), label, "toto", folder, o)
+            for label, o in _images(objects, f"{toto_prefix}{folder}/")]
+    return SpanListing(storage, where, corpus, nights)
+
+
+def _join(base: str, folder: str) -> str:
+    return f"{base.strip('/')}/{folder}/" if base.strip("/") else f"{folder}/"
+
+
+def _images(objects: list[ObjectInfo], prefix: str):
+    """(label, object) for each LABEL/FILE under prefix, by label then file name.
+
+    Files beside the label folders (the night's _manifest.json) and hidden or
+    `_`-prefixed files are not images ingestion wrote."""
+    found = []
+    for o in objects:
+        parts = o.name[len(prefix):].split("/")
+        if len(parts) == 2 and not parts[-1].startswith(("_", ".")):
+            found.append((parts[0], parts[1], o))
+    return [(label, o) for label, _, o in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def _night_of(folder: str, uri: str) -> dt.date:
+    """The night a span folder holds; a YYYY-MM-DD name that is no date (2026-13-45) was
+    not made by ingestion, and its images would be dropped unseen: an error naming it."""
+    try:
+        return dt.date.fromisoformat(folder)
+    except ValueError as exc:
+        raise ValueError(f"span folder {uri} is not a night ({exc}): ingestion never "
+                         f"writes it; move it out of the spans directory") from None
+
+
+def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:
+    """Stable across nights, machines and storages: the relative name decides."""
+    key = f"{image.source}/{image.night}/{image.label}/{image.filename}"
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
+    return bucket < eval_percent
+
+
+@dataclasses.dataclass
+class SplitPlan:
+    splits: dict[str, list[SourceImage]]
+    eval_mode: str            # newest_night | hash
+    previous_night: Optional[str]
+    storage: object = None    # what reads the images (LocalStorage | GCSStorage)
+
+
+def plan_splits(input_base: str | os.PathLike, night: dt.date, eval_split: str,
+                hash_eval_percent: int) -> SplitPlan:
+    spans = list_spans(input_base)
+    nights = spans.toto_nights(night)
+    tonight = spans.night_images(night)
+    earlier = [n for n in nights if n < night]
+    corpus = spans.corpus
+    previous = spans.night_images(earlier[-1]) if earlier else []
+
+    if eval_split == "newest_night" and tonight:
+        train = corpus + [img for n in earlier for img in spans.night_images(n)]
+        evaluation, mode = tonight, "newest_night"
+    else:
+        everything = corpus + [img for n in nights for img in spans.night_images(n)]
+        train = [i for i in everything if not in_hash_eval(i, hash_eval_percent)]
+        evaluation = [i for i in everything if in_hash_eval(i, hash_eval_percent)]
+        mode = "hash"
+    baseline = previous or tonight or evaluation
+    return SplitPlan(
+        splits={features.TRAIN: train, features.EVAL: evaluation,
+                features.PREVIOUS: baseline},
+        eval_mode=mode,
+        previous_night=earlier[-1].isoformat() if earlier else None,
+        storage=spans.storage)
