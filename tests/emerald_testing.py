@@ -128,6 +128,25 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+# --------------------------------------------------------------------------- SVG charts
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def parse_svg(svg: str):
+    """The chart's root element; raises if the output is not well-formed XML."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(svg)
+    assert root.tag == f"{SVG_NS}svg"
+    return root
+
+
+def svg_by_class(root, tag: str, cls: str) -> list:
+    """The `tag` elements whose class attribute lists `cls`."""
+    return [e for e in root.iter(f"{SVG_NS}{tag}") if cls in (e.get("class") or "").split()]
+
+
 # --------------------------------------------------------------------------- emulator
 
 def free_port() -> int:

@@ -6,22 +6,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+import emerald_testing as testing
 from pipeline_src.decision import accuracy_plots as ap
 from pipeline_src.decision import plots, render
 
-NS = "{http://www.w3.org/2000/svg}"
+NS = testing.SVG_NS
+parse = testing.parse_svg
+by_class = testing.svg_by_class
 SCRIPT = "<script>alert(1)</script>"
 BAR_SCALE = ap.BAR_RIGHT - ap.BAR_LEFT            # the width of accuracy 1.0
-
-
-def parse(svg: str) -> ET.Element:
-    root = ET.fromstring(svg)            # raises if the output is not well-formed XML
-    assert root.tag == f"{NS}svg"
-    return root
-
-
-def by_class(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
-    return [e for e in root.iter(f"{NS}{tag}") if cls in (e.get("class") or "").split()]
 
 
 def bars(root: ET.Element) -> dict[str, ET.Element]:

@@ -5,19 +5,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+import emerald_testing as testing
 from pipeline_src.decision import plots
 
-NS = "{http://www.w3.org/2000/svg}"
-
-
-def parse(svg: str) -> ET.Element:
-    root = ET.fromstring(svg)            # raises if the output is not well-formed XML
-    assert root.tag == f"{NS}svg"
-    return root
-
-
-def by_class(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
-    return [e for e in root.iter(f"{NS}{tag}") if cls in (e.get("class") or "").split()]
+NS = testing.SVG_NS
+parse = testing.parse_svg
+by_class = testing.svg_by_class
 
 
 def texts(root: ET.Element, cls: str) -> list[str]:
