@@ -1,10 +1,11 @@
-"""Reading the nightly reports: `{paths.reports}/{night}/summary.json` and `report.html`.
+"""Reading the nightly reports: `{paths.reports}/{night}/summary.json` and `report.html`,
+from a folder or a gs:// prefix.
 
 The night summary is written by the DAG's final `report` task
 (`pipeline_src.decision.report.write_night_report`). Nothing here imports Flask or
 Airflow, so the page logic is testable on its own. A night is only ever looked
-up by a name that matches YYYY-MM-DD *and* is a directory in the reports
-folder: no user-supplied path reaches the filesystem.
+up by a name that matches YYYY-MM-DD *and* was listed in the reports location:
+no user-supplied path reaches the filesystem or the bucket.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import datetime as dt
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any, Optional
 
 from pipeline_src.decision.accuracy_plots import natural_key   # standard library only
@@ -24,11 +24,11 @@ LEGACY_FINDING_KEYS = ("anomalies", "skew", "drift")   # summaries written befor
 TREND_KINDS = ("skew", "drift", "prediction")
 
 
-def reports_dir() -> Path:
+def reports_dir() -> str:
     """`paths.reports` of the configuration (EMERALD_HOME / EMERALD_CONFIG honoured)."""
     from pipeline_src.config import load_config  # PyYAML only
 
-    return Path(load_config().paths.reports)
+    return str(load_config().paths.reports)
 
 
 def valid_night(night: Any) -> bool:
@@ -42,58 +42,74 @@ def valid_night(night: Any) -> bool:
     return True
 
 
-def known_nights(root: os.PathLike) -> list[str]:
-    """Night directories under the reports folder, newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted((p.name for p in root.iterdir()
-                   if p.is_dir() and not p.is_symlink() and valid_night(p.name)), reverse=True)
+class ReportsFolder:
+    """The reports location, a folder or a gs:// prefix, listed once.
+
+    Read through the ingestion's storage layer (google-cloud-storage for gs://,
+    with its retries; no TensorFlow in the webserver). Only the files a listing
+    found are ever read: a night or file name from a request is compared with
+    the listing, never joined onto a path, and a local listing follows no link.
+    """
+
+    def __init__(self, root: "os.PathLike | str | ReportsFolder"):
+        from pipeline_src.ingest.errors import SourceError
+        from pipeline_src.ingest.sources import open_storage
+
+        self.root = str(root)
+        self.storage, base = open_storage(self.root)
+        prefix = f"{base.strip('/')}/" if base.strip("/") else ""
+        self.files: dict[str, dict[str, Any]] = {}
+        try:
+            listed = self.storage.list(prefix)
+        except SourceError:          # no such folder or bucket (yet): no nights
+            listed = []
+        for info in listed:
+            parts = info.name[len(prefix):].split("/")
+            if len(parts) == 2 and valid_night(parts[0]):
+                self.files.setdefault(parts[0], {})[parts[1]] = info
+
+    def nights(self) -> list[str]:
+        """Newest first."""
+        return sorted(self.files, reverse=True)
+
+    def has(self, night: Any, name: str) -> bool:
+        return valid_night(night) and name in self.files.get(night, {})
+
+    def read(self, night: Any, name: str) -> Optional[bytes]:
+        """The file's bytes, or None (not listed, or gone since the listing)."""
+        if not self.has(night, name):
+            return None
+        try:
+            return self.storage.read(self.files[night][name])[1]
+        except OSError:
+            return None
 
 
-def night_dir(root: os.PathLike, night: Any) -> Optional[Path]:
-    """The night's directory, or None unless `night` is a valid name listed in the folder."""
-    if not valid_night(night):
-        return None
-    # Compare against the listing rather than joining user input onto a path.
-    for name in known_nights(root):
-        if name == night:
-            return Path(root) / name
-    return None
+def folder_of(root: "os.PathLike | str | ReportsFolder") -> ReportsFolder:
+    return root if isinstance(root, ReportsFolder) else ReportsFolder(root)
 
 
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def known_nights(root) -> list[str]:
+    """Nights with at least one file in the reports location, newest first."""
+    return folder_of(root).nights()
 
 
-def load_summary(root: os.PathLike, night: Any) -> Optional[dict[str, Any]]:
+def load_summary(root, night: Any) -> Optional[dict[str, Any]]:
     """The night's summary.json (normalised for display), or None."""
-    directory = night_dir(root, night)
-    if directory is None:
+    folder = folder_of(root)
+    raw = folder.read(night, SUMMARY_FILE)
+    try:
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:       # a torn write
         return None
-    data = _read_json(directory / SUMMARY_FILE)
-    if data is None:
+    if not isinstance(data, dict):
         return None
-    return normalise(data, night, has_report=(directory / REPORT_FILE).is_file())
+    return normalise(data, night, has_report=folder.has(night, REPORT_FILE))
 
 
-def report_file(root: os.PathLike, night: Any) -> Optional[Path]:
+def report_html(root, night: Any) -> Optional[bytes]:
     """The night's report.html, or None (unknown night, bad name, no report)."""
-    directory = night_dir(root, night)
-    if directory is None:
-        return None
-    path = directory / REPORT_FILE
-    if not path.is_file():
-        return None
-    # Belt and braces: the resolved file must stay inside the reports folder.
-    resolved, base = path.resolve(), Path(root).resolve()
-    if base not in resolved.parents:
-        return None
-    return path
+    return folder_of(root).read(night, REPORT_FILE)
 
 
 def normalise(data: dict[str, Any], night: str, has_report: bool = False) -> dict[str, Any]:
@@ -141,21 +157,22 @@ def trend_charts(summaries_newest_first: list[dict[str, Any]]) -> dict[str, list
             if (charts := render.trend_charts(nights, kind))}
 
 
-def accuracy_charts(root: os.PathLike, summary: dict[str, Any]) -> str:
+def accuracy_charts(root, summary: dict[str, Any]) -> str:
     """The night page's accuracy per slice and accuracy trend (render.accuracy_html), over the
     nights up to this one: the same pictures as its report.html, drawn from the summaries."""
     from pipeline_src.decision import render   # standard library only
 
-    earlier = [n for n in known_nights(root) if n < summary["night"]][:render.TREND_NIGHTS - 1]
-    history = [s for s in (load_summary(root, n) for n in reversed(earlier)) if s is not None]
+    folder = folder_of(root)
+    earlier = [n for n in folder.nights() if n < summary["night"]][:render.TREND_NIGHTS - 1]
+    history = [s for s in (load_summary(folder, n) for n in reversed(earlier)) if s is not None]
     return render.accuracy_html(summary, history)
 
 
-def list_summaries(root: os.PathLike) -> list[dict[str, Any]]:
+def list_summaries(root) -> list[dict[str, Any]]:
     """Every night with a readable summary.json, newest first."""
-    out = []
-    for night in known_nights(root):
-        summary = load_summary(root, night)
+    folder, out = folder_of(root), []
+    for night in folder.nights():
+        summary = load_summary(folder, night)
         if summary is not None:
             out.append(summary)
     return out

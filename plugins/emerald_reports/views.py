@@ -4,11 +4,12 @@ Routes (under /emerald-reports, login and the view's permissions required):
   /                          every night: data findings, accuracy per slice, blessed, pushed version
   /night/<night>             one night: the summary, its accuracy charts, and its report.html
                              in a sandboxed frame
-  /night/<night>/report.html the report itself (only for a night listed in the reports folder)
+  /night/<night>/report.html the report itself (only for a night listed in the reports
+                             location, a folder or gs:// prefix)
 """
 from __future__ import annotations
 
-from flask import abort, make_response, send_file
+from flask import abort, make_response
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access
 
@@ -21,10 +22,12 @@ REPORT_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inli
 
 def report_response(root, night):
     """report.html for a known night, sandboxed; 404 for anything else."""
-    path = reports.report_file(root, night)
-    if path is None:
+    html = reports.report_html(root, night)
+    if html is None:
         abort(404)
-    response = make_response(send_file(path, mimetype="text/html", max_age=0))
+    response = make_response(html)
+    response.mimetype = "text/html"
+    response.headers["Cache-Control"] = "no-cache"
     response.headers["Content-Security-Policy"] = REPORT_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
@@ -41,21 +44,21 @@ class EmeraldReportsView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        root = reports.reports_dir()
-        nights = reports.list_summaries(root)
+        folder = reports.ReportsFolder(reports.reports_dir())
+        nights = reports.list_summaries(folder)
         return self.render_template(
             "emerald_reports/index.html", nights=nights, trends=reports.trend_charts(nights),
-            reports_dir=str(root), fmt=reports.fmt_metric)
+            reports_dir=folder.root, fmt=reports.fmt_metric)
 
     @expose("/night/<string:night>")
     @has_access
     def night(self, night):
-        root = reports.reports_dir()
-        summary = reports.load_summary(root, night)
+        folder = reports.ReportsFolder(reports.reports_dir())
+        summary = reports.load_summary(folder, night)
         if summary is None:
             abort(404)
         return self.render_template("emerald_reports/night.html", s=summary,
-                                    accuracy=reports.accuracy_charts(root, summary),
+                                    accuracy=reports.accuracy_charts(folder, summary),
                                     fmt=reports.fmt_metric)
 
     @expose("/night/<string:night>/report.html")

@@ -74,8 +74,8 @@ def test_a_missing_reports_folder_lists_nothing(tmp_path):
     "2026-1-2", "2026-13-40", "notes", "2026-01-05", None, 20260102,
 ])
 def test_unknown_or_malformed_nights_are_refused(root, night):
-    assert reports.night_dir(root, night) is None
-    assert reports.report_file(root, night) is None
+    assert night not in reports.known_nights(root)
+    assert reports.report_html(root, night) is None
     assert reports.load_summary(root, night) is None
 
 
@@ -84,7 +84,15 @@ def test_a_symlinked_night_pointing_outside_is_refused(root, tmp_path):
     write_night(outside, "x", SUMMARY, "<h1>secret</h1>")
     (root / "2026-02-01").symlink_to(outside / "x")
     assert "2026-02-01" not in reports.known_nights(root)
-    assert reports.report_file(root, "2026-02-01") is None
+    assert reports.report_html(root, "2026-02-01") is None
+    assert reports.load_summary(root, "2026-02-01") is None
+
+
+def test_a_symlinked_report_file_is_not_served(root, tmp_path):
+    secret = tmp_path / "secret.html"
+    secret.write_text("<h1>secret</h1>")
+    (root / "2026-01-01" / "report.html").symlink_to(secret)
+    assert reports.report_html(root, "2026-01-01") is None
 
 
 def test_report_response_serves_a_known_night_sandboxed_and_404s_otherwise(root):
@@ -424,3 +432,49 @@ def test_the_plugin_registers_the_view_menu_and_link():
     # Only the plugin file is loaded by Airflow's plugin manager (see .airflowignore).
     ignore = (REPO / "plugins" / "emerald_reports" / ".airflowignore").read_text()
     assert "views" in ignore and "emerald_reports_plugin" not in ignore
+
+
+# --------------------------------------------------------------------------- reports on gs://
+
+@pytest.fixture
+def bucket_root(root, tmp_path, monkeypatch):
+    """The same reports, uploaded under gs://emerald-reports/nightly/reports of a running
+    GCS emulator (what the Composer webserver reads)."""
+    import emerald_testing as testing
+
+    with testing.gcs_emulator(tmp_path / "emulator.log") as url:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        client = testing.anonymous_client()
+        client.create_bucket("emerald-reports")
+        files = {str(p.relative_to(root)): p.read_bytes()
+                 for p in sorted(root.rglob("*")) if p.is_file()}
+        files["2026-01-02/../2026-01-09/report.html"] = b"<h1>not a night's file</h1>"
+        files["2026-01-02/sub/report.html"] = b"<h1>nested</h1>"
+        testing.upload_tree(client, "emerald-reports", "nightly/reports", files)
+        yield "gs://emerald-reports/nightly/reports"
+
+
+def test_the_page_reads_reports_from_gcs_as_from_a_folder(root, bucket_root):
+    from emerald_reports.views import report_response
+
+    assert reports.list_summaries(bucket_root) == reports.list_summaries(root)
+    assert reports.known_nights(bucket_root) == ["2026-01-04", "2026-01-02", "2026-01-01"]
+    folder = reports.ReportsFolder(bucket_root)                  # one listing per page
+    summary = reports.load_summary(folder, "2026-01-02")
+    assert summary == reports.load_summary(root, "2026-01-02") and summary["has_report"]
+    assert reports.accuracy_charts(folder, summary) == reports.accuracy_charts(root, summary)
+    assert reports.report_html(folder, "2026-01-02") == b"<h1>night 2 report</h1>"
+    for night in ("2026-01-09", "../2026-01-02", "2026-01-01"):    # not listed, no report
+        assert reports.report_html(folder, night) is None
+    with Flask(__name__).test_request_context():
+        response = report_response(folder, "2026-01-02")
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        assert response.get_data() == b"<h1>night 2 report</h1>"
+        assert response.headers["Content-Security-Policy"].startswith("sandbox")
+        with pytest.raises(NotFound):
+            report_response(folder, "2026-01-09")
+
+
+def test_a_reports_prefix_or_bucket_that_does_not_exist_yet_lists_no_night(bucket_root):
+    assert reports.list_summaries("gs://emerald-reports/elsewhere") == []
+    assert reports.list_summaries("gs://no-such-bucket/reports") == []
