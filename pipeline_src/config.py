@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 
 import yaml
 
+from pipeline_src.locations import location
 from pipeline_src.names import ARCHITECTURES, SMALL_CNN
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ class Paths:
     pipeline_root: str
     metadata: Path
     serving: str
-    reports: Path
+    reports: Path        # a folder, or gs:// as a UPath (pipeline_src.locations)
     quarantine: Path
     acknowledgments: Path   # accepted shifts (version-controlled YAML; `emerald ack`)
 
@@ -371,7 +372,7 @@ def _paths(raw: Mapping, home: Path, env: Mapping[str, str]) -> Paths:
         pipeline_root=path("pipeline_root"),
         metadata=Path(path("metadata")),
         serving=path("serving"),
-        reports=Path(path("reports")),
+        reports=location(path("reports")),
         quarantine=Path(path("quarantine")),
         acknowledgments=Path(path("acknowledgments", env.get("EMERALD_ACKNOWLEDGMENTS"))),
     )

@@ -24,6 +24,8 @@ from urllib.parse import quote, urlparse
 from airflow.exceptions import AirflowNotFoundException
 from airflow.hooks.base import BaseHook
 
+from pipeline_src.locations import location
+
 CHANNELS = ("email", "slack")
 ATTEMPTS = 3              # tries per channel, inside the task
 BACKOFF_SECONDS = 1.0     # the wait after a failed try, doubled after each: 1 s, then 2 s
@@ -41,7 +43,7 @@ class EmeraldAlertHook(BaseHook):
                  emails: Sequence[str] = (), attempts: int = ATTEMPTS,
                  backoff: float = BACKOFF_SECONDS) -> None:
         super().__init__()
-        self.marker_dir = Path(marker_dir)
+        self.marker_dir = location(marker_dir)       # beside the night's report: a folder or gs://
         self.smtp_conn_id = smtp_conn_id
         self.slack_conn_id = slack_conn_id
         self.emails = tuple(emails)

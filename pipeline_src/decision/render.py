@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from pipeline_src.decision import accuracy_plots, plots
+from pipeline_src.locations import location
 from pipeline_src.names import SUMMARY_FILE
 
 TREND_NIGHTS = 14        # how many nights a trend chart shows, tonight included
@@ -30,14 +31,15 @@ def comparisons(summary: dict[str, Any], kind: Optional[str] = None) -> list[dic
 def load_history(reports_dir: Path, before_night: str, limit: int = TREND_NIGHTS - 1
                  ) -> list[dict[str, Any]]:
     """Up to `limit` earlier nights' summaries, oldest first (unreadable ones are left out)."""
-    if not Path(reports_dir).is_dir():
+    reports_dir = location(reports_dir)          # a folder or gs://
+    if not reports_dir.is_dir():
         return []
-    nights = sorted(p.name for p in Path(reports_dir).iterdir()
+    nights = sorted(p.name for p in reports_dir.iterdir()
                     if p.is_dir() and p.name < before_night and (p / SUMMARY_FILE).is_file())
     out = []
     for night in nights[-limit:] if limit else []:
         try:
-            out.append(json.loads((Path(reports_dir) / night / SUMMARY_FILE).read_text()))
+            out.append(json.loads((reports_dir / night / SUMMARY_FILE).read_text()))
         except (OSError, ValueError):
             continue
     return out

@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 from typing import Optional
+
+from pipeline_src.locations import location, write_text_atomically
 
 from .layout import TOTO, night_prefix
 from .manifest import load_manifest
@@ -66,14 +67,12 @@ def write_record(reports_dir, night, caught: list[LateNight]) -> Path:
     import json
 
     from pipeline_src.names import LATE_UPLOADS_FILE
-    folder = Path(reports_dir) / str(night)
+    folder = location(reports_dir) / str(night)        # a folder or gs://
     folder.mkdir(parents=True, exist_ok=True)
     merged = {n["night"]: n for n in read_record(reports_dir, night)}
     merged.update({n.night: n.to_dict() for n in caught})
     path = folder / LATE_UPLOADS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([merged[k] for k in sorted(merged)], indent=1))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps([merged[k] for k in sorted(merged)], indent=1))
     return path
 
 
@@ -83,7 +82,7 @@ def read_record(reports_dir, night) -> list[dict]:
 
     from pipeline_src.names import LATE_UPLOADS_FILE
     try:
-        return json.loads((Path(reports_dir) / str(night) / LATE_UPLOADS_FILE).read_text())
+        return json.loads((location(reports_dir) / str(night) / LATE_UPLOADS_FILE).read_text())
     except FileNotFoundError:
         return []
 

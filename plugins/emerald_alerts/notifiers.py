@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 
 from airflow.notifications.basenotifier import BaseNotifier
 
+from pipeline_src.locations import location
 from pipeline_src.names import DATA_GATE, NIGHT, SUMMARY_FILE, TFX_RUN_ID
 
 ERROR_CHARS = 500       # of the error's first line, in the alert
@@ -59,14 +60,14 @@ class EmeraldFailureNotifier(BaseNotifier):
 
         ti = context["ti"]
         night, tfx_run_id = _rendered(context, NIGHT), _rendered(context, TFX_RUN_ID)
-        if ti.task_id == DATA_GATE and gate_blocked(Path(self.reports_dir), night, tfx_run_id):
+        if ti.task_id == DATA_GATE and gate_blocked(location(self.reports_dir), night, tfx_run_id):
             self.log.info("data_gate blocked the push for run %s and alerted its findings: "
                           "no failure alert on top", tfx_run_id)
             return {}
         subject, body = failure_text(context, night)
         delivery = {k: v for k, v in (("attempts", self.attempts), ("backoff", self.backoff))
                     if v is not None}
-        hook = EmeraldAlertHook(marker_dir=Path(self.reports_dir) / night,
+        hook = EmeraldAlertHook(marker_dir=location(self.reports_dir) / night,
                                 smtp_conn_id=self.smtp_conn_id,
                                 slack_conn_id=self.slack_conn_id, emails=self.emails,
                                 **delivery)
