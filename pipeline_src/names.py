@@ -37,6 +37,7 @@ CLASSES = "classes"
 WAIT_FOR_NIGHT = "wait_for_night"
 INGEST_NIGHT = "ingest_night"
 DATA_GATE = "data_gate"
+DATA_GATE_DECISION = "data_gate_decision"   # the gate's pod under node_runner=kubernetes
 NIGHT_REPORT = "night_report"
 
 # Airflow templates, rendered when a task runs.

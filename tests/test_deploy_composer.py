@@ -316,17 +316,17 @@ def test_deployed_tree_parses_without_the_checkout(emulator, bucket, tmp_path):
 
     assert probe["import_errors"] == {}
     assert "emerald_nightly" in probe["dag_ids"]
-    # Every node of the committed IR plus the four Airflow-only tasks, nothing else; the gcp
+    # Every node of the committed IR plus the five Airflow-only tasks, nothing else; the gcp
     # profile runs the nodes, the gate and the report in KubernetesPodOperator pods.
     ir = json.loads((REPO / "include" / "compiled" / "pipeline.json").read_text())
     node_ids = {node["pipelineNode"]["nodeInfo"]["id"] for node in ir["nodes"]}
     assert len(node_ids) == len(ir["nodes"]) == 10
     dag_only = {task_names.WAIT_FOR_NIGHT, task_names.INGEST_NIGHT, task_names.DATA_GATE,
-                task_names.NIGHT_REPORT}
+                task_names.DATA_GATE_DECISION, task_names.NIGHT_REPORT}
     assert set(probe["tasks"]) == node_ids | dag_only
-    assert len(probe["tasks"]) == 14
+    assert len(probe["tasks"]) == 15
     pods = {t for t, cls in probe["tasks"].items() if cls == "KubernetesPodOperator"}
-    assert pods == node_ids | {task_names.DATA_GATE, task_names.NIGHT_REPORT}
+    assert pods == node_ids | {task_names.DATA_GATE_DECISION, task_names.NIGHT_REPORT}
     # The code and the configuration came from the downloaded plugins/ folder.
     assert probe["pipeline_src"] == str(plugins / "pipeline_src" / "config.py")
     assert probe["repo_root"] == str(plugins)

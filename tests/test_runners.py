@@ -83,12 +83,12 @@ def test_every_pod_renders_an_emerald_command_with_the_run_id_and_the_night(
                           "full_retrain": False}}
     tfx_run_id, night = f"{run_id}.41", param_night or "2026-03-04"
     pods = {t.task_id: t for t in dag.tasks if isinstance(t, KubernetesPodOperator)}
-    assert set(pods) == set(graph) | {names.DATA_GATE, names.NIGHT_REPORT}
+    assert set(pods) == set(graph) | {names.DATA_GATE_DECISION, names.NIGHT_REPORT}
     expected = {node_id: ["node", "--run-id", tfx_run_id, "--night", night, node_id]
                 for node_id in graph}
     expected[names.TRAINER][-1:-1] = ["--full-retrain=False"]
-    expected[names.DATA_GATE] = ["gate", "--run-id", tfx_run_id, "--night", night,
-                                 "--force-push=False"]
+    expected[names.DATA_GATE_DECISION] = ["gate", "--run-id", tfx_run_id, "--night", night,
+                                          "--force-push=False", "--alert=hand-back"]
     expected[names.NIGHT_REPORT] = ["report", "--run-id", tfx_run_id, "--night", night,
                                     "--force-push=False",
                                     f"--state={'failed' if failed else 'success'}"]

@@ -386,12 +386,18 @@ def record_alerts(config: Config, summary: dict[str, Any], alerts: dict[str, str
     The gate writes the report before it sends; the night's teardown task
     re-writes it from MLMD later: both read the outcome back from this file.
     """
-    folder = config.paths.reports / summary["date"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ALERTS_FILE).write_text(json.dumps(
-        {"tfx_run_id": summary["tfx_run_id"], "channels": alerts}, indent=1, sort_keys=True))
+    keep_alerts(config, summary["date"], summary["tfx_run_id"], alerts)
     summary["alerts"] = dict(alerts)
     return _save(config, summary)
+
+
+def keep_alerts(config: Config, night: str, tfx_run_id: str, alerts: dict[str, str]) -> None:
+    """The delivery per channel beside the night's report, for the report to show: what
+    the worker's gate task writes when a pod decided (it has no MLMD to re-render from)."""
+    folder = config.paths.reports / night
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ALERTS_FILE).write_text(json.dumps(
+        {"tfx_run_id": tfx_run_id, "channels": alerts}, indent=1, sort_keys=True))
 
 
 def _recorded_alerts(config: Config, summary: dict[str, Any]) -> dict[str, str]:

@@ -50,22 +50,63 @@ def run_gate(config: Config, tfx_run_id: str, night: str, force_push: bool,
     no override, after every channel was tried; a failed delivery never raises
     (the data decides the push, not the mail server): it is logged and reported.
     """
+    summary, decided = _decide(config, tfx_run_id, night, force_push)
+    alerts = _send(decided, send_alert)
+    if alerts:
+        report.record_alerts(config, summary, alerts)
+    return _block_or_pass(decided, alerts)
+
+
+def decide_gate(config: Config, tfx_run_id: str, night: str, force_push: bool
+                ) -> dict[str, Any]:
+    """The gate's decision and the alert it calls for, written into the report, not sent.
+
+    What a pod hands back (`emerald gate --alert=hand-back`): a pod cannot read
+    Airflow's connections, so the worker's task sends the alert (deliver_decided).
+    """
+    return _decide(config, tfx_run_id, night, force_push)[1]
+
+
+def deliver_decided(config: Config, decided: dict[str, Any],
+                    send_alert: Callable[[str, str], dict]) -> dict[str, Any]:
+    """In the worker: sends the alert a pod's gate decided, keeps its delivery beside the
+    report (the teardown's report task renders it), then blocks or passes the push."""
+    alerts = _send(decided, send_alert)
+    if alerts:
+        report.keep_alerts(config, decided["night"], decided["tfx_run_id"], alerts)
+    return _block_or_pass(decided, alerts)
+
+
+def _decide(config: Config, tfx_run_id: str, night: str, force_push: bool
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, decided): the report written, and the decision as plain JSON."""
     summary, decision = _decide_and_write(config, tfx_run_id, night, "running", force_push)
     for finding in summary["findings"]:
         log.warning("%s finding: %s", finding["kind"], finding["message"])
     previous = report.previous_night(summary)
-    alerts: dict = {}
+    alert = None
     if decision.needs_alert:
         subject, body = gate.alert_text(decision, night, previous, summary["report_url"])
-        alerts = _deliver(send_alert, subject, body)
-        summary = report.record_alerts(config, summary, alerts)
+        alert = {"subject": subject, "body": body}
     if decision.forced:
         log.warning("force_push: pushing despite %d blocking finding(s)", len(decision.blocking))
-    if decision.blocked:
-        raise gate.PushBlocked(f"push blocked for night {night}: " + "; ".join(
-            f.message(night, previous) for f in decision.blocking))
-    return {"blocked": decision.blocked, "forced": decision.forced,
-            "findings": summary["findings"], "alerts": alerts}
+    reason = (f"push blocked for night {night}: " + "; ".join(
+        f.message(night, previous) for f in decision.blocking)) if decision.blocked else None
+    return summary, {"tfx_run_id": tfx_run_id, "night": night, "blocked": decision.blocked,
+                     "forced": decision.forced, "findings": summary["findings"],
+                     "alert": alert, "reason": reason}
+
+
+def _send(decided: dict[str, Any], send_alert: Callable[[str, str], dict]) -> dict:
+    alert = decided.get("alert")
+    return _deliver(send_alert, alert["subject"], alert["body"]) if alert else {}
+
+
+def _block_or_pass(decided: dict[str, Any], alerts: dict) -> dict[str, Any]:
+    if decided["blocked"]:
+        raise gate.PushBlocked(decided["reason"])
+    return {"blocked": False, "forced": decided["forced"], "findings": decided["findings"],
+            "alerts": alerts}
 
 
 def _deliver(send_alert: Callable[[str, str], dict], subject: str, body: str) -> dict:
@@ -97,6 +138,7 @@ def alert_sender(config: Config, tfx_run_id: str, night: str, context: Any = Non
     return lambda subject, body: hook.send(tfx_run_id, subject, body, context or {})
 
 
+ALERT_SEND, ALERT_HAND_BACK = "send", "hand-back"     # `emerald gate --alert=`
 XCOM_FILE_ENV = "EMERALD_XCOM_FILE"    # set in the gate's and report's pods (emerald_dag.pods)
 
 
@@ -125,6 +167,9 @@ def _run(args) -> int:
         hand_back({"report_url": summary["report_url"],
                    "push_blocked": summary["push_blocked"], "state": summary["state"]})
         return 0
+    if args.alert == ALERT_HAND_BACK:        # a pod: the worker's task sends, and blocks
+        hand_back(decide_gate(config, args.run_id, args.night, args.force_push))
+        return 0
     try:
         result = run_gate(config, args.run_id, args.night, args.force_push,
                           alert_sender(config, args.run_id, args.night))
@@ -148,4 +193,10 @@ def register(subparsers) -> None:
         if name == "report":
             parser.add_argument("--state", default=None,
                                 help="the DAG run's outcome so far: success | failed")
+        else:
+            parser.add_argument(
+                "--alert", choices=(ALERT_SEND, ALERT_HAND_BACK), default=ALERT_SEND,
+                help=f"{ALERT_SEND}: send the alert and exit {BLOCKED_EXIT_CODE} when "
+                     f"blocked; {ALERT_HAND_BACK}: print the decision and its alert as JSON "
+                     f"and exit 0 (a pod: an Airflow task in the worker sends and blocks)")
         parser.set_defaults(func=_run)

@@ -1,4 +1,5 @@
-"""The data gate task and the night's report task. Thin: the bodies are pipeline_src.orchestration.tasks."""
+"""The data gate task (and its worker half beside a gate pod) and the night's report task.
+Thin: the bodies are pipeline_src.orchestration.tasks."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -6,7 +7,7 @@ from typing import Any, Sequence
 from airflow.models import BaseOperator
 
 from pipeline_src.config import is_true
-from pipeline_src.names import FORCE_PUSH, NIGHT, RUN_STATE, TFX_RUN_ID
+from pipeline_src.names import DATA_GATE_DECISION, FORCE_PUSH, NIGHT, RUN_STATE, TFX_RUN_ID
 
 
 class _NightRunOperator(BaseOperator):
@@ -45,6 +46,41 @@ class DataGateOperator(_NightRunOperator):
         try:
             return tasks.run_gate(config, self.tfx_run_id, self.night, is_true(self.force_push),
                                   tasks.alert_sender(config, self.tfx_run_id, self.night, context))
+        except gate.PushBlocked as blocked:
+            raise AirflowFailException(str(blocked)) from None
+
+
+class GateDeliveryOperator(_NightRunOperator):
+    """The data gate's worker half, when the gate decided in a pod (node_runner=kubernetes).
+
+    A pod cannot read Airflow's connections: the gate pod hands back its decision
+    and the alert it calls for through XCom, and this task, in the worker, sends
+    the alert with the connections, keeps the delivery beside the report, and
+    fails without retrying to stop the push when the decision blocks.
+    """
+
+    template_fields: Sequence[str] = (*_NightRunOperator.template_fields, "decision_task_id")
+    ui_color = "#f9d71c"
+
+    def __init__(self, *, decision_task_id: str = DATA_GATE_DECISION, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id = decision_task_id
+
+    def execute(self, context) -> dict:
+        from airflow.exceptions import AirflowException, AirflowFailException
+
+        from pipeline_src.decision import gate
+        from pipeline_src.orchestration import tasks
+        from pipeline_src.config import load_config
+
+        decided = context["ti"].xcom_pull(task_ids=self.decision_task_id)
+        if not isinstance(decided, dict) or decided.get("tfx_run_id") != self.tfx_run_id:
+            raise AirflowException(f"{self.decision_task_id} handed back no decision for run "
+                                   f"{self.tfx_run_id}: {decided!r:.200}")
+        config = load_config()
+        try:
+            return tasks.deliver_decided(
+                config, decided, tasks.alert_sender(config, self.tfx_run_id, self.night, context))
         except gate.PushBlocked as blocked:
             raise AirflowFailException(str(blocked)) from None
 

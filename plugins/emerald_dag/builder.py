@@ -21,7 +21,7 @@ from airflow.models.param import Param
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, load_ir_dict, task_graph
 from pipeline_src.config import Config
-from pipeline_src.names import (DATA_GATE, EXAMPLE_GEN, FORCE_PUSH, FULL_RETRAIN,
+from pipeline_src.names import (DATA_GATE, DATA_GATE_DECISION, EXAMPLE_GEN, FORCE_PUSH, FULL_RETRAIN,
                                 GATE_UPSTREAM, INGEST_NIGHT, NIGHT, NIGHT_REPORT, PUSHER,
                                 RUN_STATE, TFX_RUN_ID, TRAINER, WAIT_FOR_NIGHT)
 
@@ -125,13 +125,25 @@ def _node_task(config: Config, node_id: str) -> BaseOperator:
     return _task(config, node_id, argv, lambda **kw: TfxNodeOperator(node_id=node_id, **kw))
 
 
-def _gate_task(config: Config) -> BaseOperator:
-    """No retry: a blocked push is decided by the data, and retrying does not change it."""
-    from emerald_alerts.operators import DataGateOperator
+def _gate_tasks(config: Config) -> tuple[BaseOperator, BaseOperator]:
+    """(first, last): the data gate, or under kubernetes the gate's pod and its worker half.
 
-    return _task(config, DATA_GATE, ["gate", "--run-id", TFX_RUN_ID, "--night", NIGHT,
-                                     f"--force-push={FORCE_PUSH}"],
-                 DataGateOperator, xcom=True, retries=0)
+    No retry where a blocked push fails the task: the data decided, and retrying
+    does not change it. A pod cannot read Airflow's connections, so under
+    kubernetes the pod (`--alert=hand-back`) decides and writes the report, and
+    `data_gate`, in the worker, sends the alert and blocks (GateDeliveryOperator).
+    """
+    from emerald_alerts.operators import DataGateOperator, GateDeliveryOperator
+
+    argv = ["gate", "--run-id", TFX_RUN_ID, "--night", NIGHT, f"--force-push={FORCE_PUSH}"]
+    if config.dag.node_runner != "kubernetes":
+        gate = _task(config, DATA_GATE, argv, DataGateOperator, xcom=True, retries=0)
+        return gate, gate
+    decide = _task(config, DATA_GATE_DECISION, argv + ["--alert=hand-back"], DataGateOperator,
+                   xcom=True)                   # exits 0 when blocked: retried like a node
+    deliver = GateDeliveryOperator(task_id=DATA_GATE, decision_task_id=DATA_GATE_DECISION)
+    decide >> deliver
+    return decide, deliver
 
 
 def _report_task(config: Config) -> BaseOperator:
@@ -203,10 +215,11 @@ def build_nightly_dag(config: Config, compiled_dir: Path = COMPILED_DIR) -> DAG:
         # The gate sits between the validators (and the Evaluator, whose blessing it
         # alerts on) and Pusher; the report is a teardown: it runs whatever happened and
         # does not decide the run's state.
-        gate = _gate_task(config)
-        [tasks[node] for node in GATE_UPSTREAM] >> gate >> tasks[PUSHER]
+        gate, deliver = _gate_tasks(config)
+        [tasks[node] for node in GATE_UPSTREAM] >> gate
+        deliver >> tasks[PUSHER]
         report = _report_task(config).as_teardown()
-        [wait, ingest] + list(tasks.values()) + [gate] >> report
+        [wait, ingest] + list(tasks.values()) + ([gate] if gate is deliver else [gate, deliver]) >> report
     from emerald_reports.links import attach_night_report_links
 
     attach_night_report_links(dag)   # "Night report" on the validation, gate and eval tasks

@@ -212,22 +212,33 @@ def test_kubernetes_runner_is_a_configuration_switch(monkeypatch):
 
 @pytest.mark.parametrize("runner", ["external_python", "kubernetes"])
 def test_gate_and_report_run_where_the_nodes_run(monkeypatch, runner):
+    from emerald_alerts.operators import GateDeliveryOperator
     from emerald_dag.builder import build_nightly_dag
 
     monkeypatch.setenv("EMERALD_NODE_RUNNER", runner)
     dag = build_nightly_dag(load_config())
     gate, report, trainer = (dag.get_task(t) for t in ("data_gate", "night_report", "Trainer"))
-    assert type(gate) is type(trainer) is type(report)
     assert report.is_teardown
     if runner == "kubernetes":
-        assert gate.arguments[0] == "gate" and report.arguments[0] == "report"
-        assert any(a.startswith("--force-push=") for a in gate.arguments)
+        # The pod decides and hands back; data_gate, in the worker (Airflow's connections),
+        # sends the alert and blocks the push.
+        decision = dag.get_task(names.DATA_GATE_DECISION)
+        assert type(decision) is type(trainer) is type(report)
+        assert isinstance(gate, GateDeliveryOperator)
+        assert decision.arguments[0] == "gate" and report.arguments[0] == "report"
+        assert "--alert=hand-back" in decision.arguments and decision.do_xcom_push
+        assert any(a.startswith("--force-push=") for a in decision.arguments)
+        assert gate.upstream_task_ids == {names.DATA_GATE_DECISION}
+        assert decision.upstream_task_ids == set(names.GATE_UPSTREAM)
+        assert decision.retries == trainer.retries > 0     # exits 0 when blocked: retried
+        assert f"--state={names.RUN_STATE}" in report.arguments
     else:
+        assert type(gate) is type(trainer) is type(report)
         assert gate.python_callable.__name__ == report.python_callable.__name__ == "run_emerald"
         assert gate.op_args[0][0] == "gate" and report.op_args[0][0] == "report"
-    assert gate.retries == 0                       # blocked by the data: no retry
-    assert f"--state={names.RUN_STATE}" in (report.arguments if runner == "kubernetes"
-                                             else report.op_args[0])
+        assert gate.retries == 0                       # blocked by the data: no retry
+        assert f"--state={names.RUN_STATE}" in report.op_args[0]
+    assert "data_gate" in dag.get_task("Pusher").upstream_task_ids
 
 
 def test_every_task_alerts_when_it_fails_for_good_through_the_configured_channels(dagbag):

@@ -66,7 +66,9 @@ def env_of(container) -> dict:
 
 def test_every_task_but_the_sensors_is_a_pod(gcp_pods):
     _, pods = gcp_pods
-    assert {names.DATA_GATE, names.NIGHT_REPORT, "Trainer", names.EXAMPLE_GEN} <= set(pods)
+    assert {names.DATA_GATE_DECISION, names.NIGHT_REPORT, "Trainer", names.EXAMPLE_GEN} <= set(
+        pods)
+    assert names.DATA_GATE not in pods     # the gate's worker half: it sends the alert
 
 
 def test_namespace_service_account_and_resources_come_from_the_configuration(gcp_pods):
@@ -101,7 +103,7 @@ def test_gate_and_report_hand_their_result_back_through_xcom(gcp_pods):
     for task_id, pod in pods.items():
         sidecars = [c.name for c in pod.spec.containers[1:]]
         variables = env_of(pod.spec.containers[0])
-        if task_id in (names.DATA_GATE, names.NIGHT_REPORT):
+        if task_id in (names.DATA_GATE_DECISION, names.NIGHT_REPORT):
             assert "airflow-xcom-sidecar" in sidecars, task_id
             assert variables["EMERALD_XCOM_FILE"].value == "/airflow/xcom/return.json"
         else:
