@@ -24,6 +24,7 @@ from typing import Optional
 
 from pipeline_src import features, names
 from pipeline_src.ingest.errors import SourceError
+from pipeline_src.ingest.layout import join_prefix
 from pipeline_src.ingest.sources import LocalStorage, ObjectInfo, open_storage
 
 NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
@@ -78,17 +79,17 @@ def list_spans(input_base: str | os.PathLike) -> SpanListing:
     if isinstance(storage, LocalStorage) and not storage.root.is_dir():
         raise missing
     try:
-        corpus_objects = storage.list(_join(base, names.CORPUS_DIR))
-        toto_objects = storage.list(_join(base, names.TOTO_DIR))
+        corpus_objects = storage.list(join_prefix(base, names.CORPUS_DIR))
+        toto_objects = storage.list(join_prefix(base, names.TOTO_DIR))
     except SourceError:                   # no such bucket
         raise FileNotFoundError(f"no spans at {where}: the bucket does not exist; check "
                                 f"paths.spans in the configuration") from None
     if not corpus_objects and not toto_objects:
         raise missing
     corpus = [SourceImage(storage.uri(o.name), label, "corpus", "corpus", o)
-              for label, o in _images(corpus_objects, _join(base, names.CORPUS_DIR))]
+              for label, o in _images(corpus_objects, join_prefix(base, names.CORPUS_DIR))]
     nights: dict[dt.date, list[SourceImage]] = {}
-    toto_prefix = _join(base, names.TOTO_DIR)
+    toto_prefix = join_prefix(base, names.TOTO_DIR)
     by_folder: dict[str, list[ObjectInfo]] = {}
     for o in toto_objects:
         folder = o.name[len(toto_prefix):].split("/", 1)[0]
@@ -100,10 +101,6 @@ def list_spans(input_base: str | os.PathLike) -> SpanListing:
             SourceImage(storage.uri(o.name), label, "toto", folder, o)
             for label, o in _images(objects, f"{toto_prefix}{folder}/")]
     return SpanListing(storage, where, corpus, nights)
-
-
-def _join(base: str, folder: str) -> str:
-    return f"{base.strip('/')}/{folder}/" if base.strip("/") else f"{folder}/"
 
 
 def _images(objects: list[ObjectInfo], prefix: str):
