@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_detector.py
 	$(BIN)/python bench/bench_detector_task.py
 	$(BIN)/python bench/bench_task_overhead.py
+	$(BIN)/python bench/bench_runners.py
+	$(BIN)/python bench/bench_memory.py
 
 airflow: $(STAMP)
 	bash scripts/airflow_local.sh

@@ -47,7 +47,7 @@ DAG_ID = "emerald_nightly"
 NIGHT = "2026-01-01"
 RUN_ID = "bench_overhead"
 TIMESTAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d)[T ,]+(\d\d:\d\d:\d\d)[.,](\d+)([+-]\d{4}| UTC)?\]")
-COMMAND = re.compile(r"Executing command: \[(.*)\]")
+COMMAND = re.compile(r"(?:Executing command:|LocalWorker running) \[(.*)\]")   # Sequential | Local
 
 
 def stamp(line: str):
@@ -65,40 +65,53 @@ def run_night(env: dict, config, logs: Path) -> None:
 
     synth.synthesize(Path(config.paths.source), nights=0, seed=0,
                      start_date=dt.date.fromisoformat(NIGHT), corpus_per_label=20)
+    print(f"night: {scheduled_night(env, logs, RUN_ID)}", flush=True)
+
+
+def airflow_db(env: dict) -> Path | str:
+    """Airflow's database for testing.airflow_rows: a SQLite file, or a server's URL."""
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else url
+
+
+def scheduled_night(env: dict, logs: Path, run_id: str, hours: float = 1) -> str:
+    """The corpus-only NIGHT as the DAG run `run_id` under a real scheduler and triggerer
+    (started here, stopped after); returns the run's final state."""
     scheduler = testing.LocalScheduler(env, logs)
     scheduler.airflow("db", "migrate")
     scheduler.airflow("dags", "reserialize")
     scheduler.airflow("dags", "unpause", DAG_ID)
-    db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    db = airflow_db(env)
     try:
         scheduler.start("scheduler")
         scheduler.start("triggerer")
-        scheduler.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--exec-date",
+        scheduler.airflow("dags", "trigger", DAG_ID, "--run-id", run_id, "--exec-date",
                           f"{NIGHT}T02:00:00+00:00", "--conf",
                           json.dumps({"night": NIGHT, "corpus_only": True}))
-        deadline = time.monotonic() + 60 * 60
-        while testing.run_state(db, RUN_ID) not in ("success", "failed"):
+        deadline = time.monotonic() + hours * 3600
+        while testing.run_state(db, run_id) not in ("success", "failed"):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {RUN_ID} still {testing.run_state(db, RUN_ID)} "
-                                   "after an hour")
-            time.sleep(5)
-        print(f"night: {testing.run_state(db, RUN_ID)}", flush=True)
+                raise TimeoutError(f"run {run_id} still {testing.run_state(db, run_id)} "
+                                   f"after {hours} hours")
+            time.sleep(2)
+        return testing.run_state(db, run_id)
     finally:
         scheduler.stop()
 
 
-def task_timings(env: dict, logs: Path) -> dict[str, dict]:
-    """Per task (its last attempt): the marks above, in seconds since the epoch."""
+def task_timings(env: dict, logs: Path, run_id: str = RUN_ID) -> dict[str, dict]:
+    """Per task (its last attempt) of the run `run_id`: the marks above, in seconds since
+    the epoch."""
     started: dict[str, float] = {}
     for line in (logs / "scheduler.0.log").read_text(errors="replace").splitlines():
         match = COMMAND.search(line)
         when = stamp(line)
         if match and when is not None:
             argv = [a.strip(" '\"") for a in match.group(1).split(",")]
-            if "run" in argv and RUN_ID in argv:
+            if "run" in argv and run_id in argv:
                 started[argv[argv.index("run") + 2]] = when    # DAG, TASK, RUN_ID
     rows = {}
-    task_logs = Path(env["AIRFLOW_HOME"]) / "logs" / f"dag_id={DAG_ID}" / f"run_id={RUN_ID}"
+    task_logs = Path(env["AIRFLOW_HOME"]) / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     for folder in sorted(task_logs.glob("task_id=*")):
         task = folder.name.removeprefix("task_id=")
         attempts = sorted(folder.glob("attempt=*.log"),

@@ -21,7 +21,8 @@ from pipeline_src.names import ARCHITECTURES, SMALL_CNN
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "include" / "emerald.yaml"
 
-NODE_RUNNERS = ("in_process", "external_python", "kubernetes")
+IN_PROCESS = "in_process"       # the node runner whose launches run in the task's own process
+NODE_RUNNERS = (IN_PROCESS, "external_python", "kubernetes")
 EVAL_SPLITS = ("newest_night", "hash")
 
 

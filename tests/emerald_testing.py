@@ -13,9 +13,10 @@ front of sys.path before importing it. The bench inserts tests/ itself.
                upload_tree
     faults     FaultProxy
     postgres   postgres_server (a context manager yielding host, port, user, password),
-               create_database
+               create_database, database_url (its SQLAlchemy URL)
     scheduler  quick_retry_config, scheduler_environment, LocalScheduler, run_state,
-               task_state, airflow_rows (a real scheduler + triggerer for tests and bench)
+               task_state, airflow_rows (a real scheduler + triggerer for tests and bench;
+               Airflow's DB a SQLite file or a PostgreSQL URL)
 
 No Airflow import, and no Google library until the emulator's client is made.
 """
@@ -549,6 +550,14 @@ def create_database(server: dict, name: str) -> None:
                    env=dict(os.environ, PGPASSWORD=server["password"]))
 
 
+def database_url(server: dict, name: str) -> str:
+    """The SQLAlchemy URL of database `name` on a postgres_server (Airflow's driver)."""
+    from urllib.parse import quote
+
+    return (f"postgresql+psycopg2://{quote(server['user'])}:{quote(server['password'], safe='')}"
+            f"@{server['host']}:{server['port']}/{name}")
+
+
 # --------------------------------------------------------------------------- the real scheduler
 
 def quick_retry_config(folder: Path, **sections: dict) -> Path:
@@ -639,21 +648,32 @@ class LocalScheduler:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def airflow_rows(db: Path, sql: str, *args) -> list[tuple]:
-    """Rows of Airflow's SQLite metadata DB, read-only (the scheduler keeps writing)."""
+def airflow_rows(db: Path | str, sql: str, *args) -> list[tuple]:
+    """Rows of Airflow's metadata DB: a SQLite file (a Path; read-only, the scheduler keeps
+    writing) or a server's SQLAlchemy URL (a str). `sql` takes `?` placeholders."""
+    if isinstance(db, str):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in
+                        conn.exec_driver_sql(sql.replace("?", "%s"), tuple(args)).fetchall()]
+        finally:
+            engine.dispose()
     import sqlite3
 
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
         return conn.execute(sql, args).fetchall()
 
 
-def run_state(db: Path, run_id: str, dag_id: str = "emerald_nightly") -> Optional[str]:
+def run_state(db: Path | str, run_id: str, dag_id: str = "emerald_nightly") -> Optional[str]:
     rows = airflow_rows(db, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?",
                         dag_id, run_id)
     return rows[0][0] if rows else None
 
 
-def task_state(db: Path, run_id: str, task_id: str, dag_id: str = "emerald_nightly") -> dict:
+def task_state(db: Path | str, run_id: str, task_id: str, dag_id: str = "emerald_nightly") -> dict:
     rows = airflow_rows(db, "SELECT state, try_number, pid FROM task_instance "
                             "WHERE dag_id=? AND run_id=? AND task_id=?", dag_id, run_id, task_id)
     state, tries, pid = rows[0] if rows else (None, 0, None)

@@ -33,6 +33,7 @@ from pipeline_src.metadata import metadata_connection_config
 from pipeline_src.orchestration.recovery import clear_interrupted_attempt
 
 log = logging.getLogger(__name__)
+PRELOADED = "already imported (preloaded)"       # what a launch logs when it was forked
 
 
 def runtime_parameters(config: Config, run_id: str, night: str,
@@ -182,6 +183,38 @@ def import_launcher():
                 delattr(portable, child)
 
 
+def preload(compiled_dir: Path = COMPILED_DIR) -> list[str]:
+    """Imports, in this process, what launching any node of the compiled pipeline imports.
+
+    For a process that forks the task processes (emerald_tfx.executor): each launch
+    then starts with TensorFlow, TFX's launcher, Beam's executor operator and every
+    node's executor class imported, instead of paying 20-25 s of imports per task
+    (BENCHMARKS.md, "Fixed cost per task"). Returns the executor classes imported.
+    """
+    from tfx.orchestration.local import runner_utils
+    from tfx.utils import import_utils
+
+    for package in DEFERRED_PACKAGE_INITS:
+        defer_package_init(package)
+    import_launcher()
+    for module_name in DEFERRED_OPERATORS:
+        importlib.import_module(module_name)
+    deployment = runner_utils.extract_local_deployment_config(load_ir(compiled_dir))
+    classes = []
+    for spec in deployment.executor_specs.values():
+        kind = spec.WhichOneof("spec")
+        if kind == "beam_executable_spec":
+            class_path = spec.beam_executable_spec.python_executor_spec.class_path
+        elif kind == "python_class_executable_spec":
+            class_path = spec.python_class_executable_spec.class_path
+        else:                                       # a container: nothing to import here
+            continue
+        if class_path:
+            import_utils.import_class_by_path(class_path)
+            classes.append(class_path)
+    return sorted(set(classes))
+
+
 def launcher_arguments(config: Config, node_id: str, *, run_id: str, night: str,
                        compiled_dir: Path = COMPILED_DIR) -> dict:
     """The keyword arguments of TFX's portable Launcher for one node of the run `run_id`."""
@@ -229,9 +262,11 @@ def launch_node(config: Config, node_id: str, *, run_id: str, night: str,
     """
     for package in DEFERRED_PACKAGE_INITS:
         defer_package_init(package)
+    preloaded = "tensorflow" in sys.modules        # a fork of a preloaded process (preload)
     launcher = import_launcher()
 
-    log.info("launching %s for run %s (night %s)", node_id, run_id, night)
+    log.info("launching %s for run %s (night %s); TensorFlow %s", node_id, run_id, night,
+             PRELOADED if preloaded else "imported by this launch")
     if "://" not in config.paths.pipeline_root:
         Path(config.paths.pipeline_root).mkdir(parents=True, exist_ok=True)
     arguments = launcher_arguments(config, node_id, run_id=run_id, night=night,

@@ -20,7 +20,7 @@ from airflow.models import BaseOperator
 from airflow.models.param import Param
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, load_ir_dict, task_graph
-from pipeline_src.config import Config
+from pipeline_src.config import IN_PROCESS, Config
 from pipeline_src.names import (DATA_GATE, DATA_GATE_DECISION, EXAMPLE_GEN, FORCE_PUSH, FULL_RETRAIN,
                                 GATE_UPSTREAM, INGEST_NIGHT, NIGHT, NIGHT_REPORT, PUSHER,
                                 RUN_STATE, TFX_RUN_ID, TRAINER, WAIT_FOR_NIGHT)
@@ -95,7 +95,7 @@ def _task(config: Config, task_id: str, argv: list[str],
           **task_args) -> BaseOperator:
     """The task that runs `emerald ARGV`, where `dag.node_runner` says."""
     runner = config.dag.node_runner
-    if runner == "in_process":
+    if runner == IN_PROCESS:
         return in_process(task_id=task_id, **task_args)
     if runner == "external_python":
         from airflow.operators.python import ExternalPythonOperator
