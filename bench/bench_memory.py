@@ -30,12 +30,11 @@ RUN_ID = "bench_memory.1"
 INGEST = f"""
 import datetime as dt
 from pipeline_src.config import load_config
-from pipeline_src.ingest.night import ingest_night
+from pipeline_src.ingest.night import configured_settings, ingest_night
 c = load_config()
 ingest_night(c.paths.source, dt.date.fromisoformat({NIGHT!r}), c.paths.spans,
              c.paths.quarantine, include_night=False, require_corpus=True,
-             max_pixels=c.ingest.max_pixels, unknown_labels=c.ingest.unknown_labels,
-             known_labels=c.data.labels, processes=c.ingest.processes)
+             **configured_settings(c))
 """
 GATE_PASSED, GATE_BLOCKED = 0, 3         # `emerald gate`'s exit codes (tasks.BLOCKED_EXIT_CODE)
 

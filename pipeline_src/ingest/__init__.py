@@ -33,7 +33,7 @@ file names); ``retry``; ``sources`` (local directory, GCS bucket);
 ``manifest``; ``planning`` (each object's fate from its name); ``writer``
 (one object); ``parallel`` (fetch threads, WorkerPool); ``worker`` (the
 worker process, never imported here); ``tree`` (one span directory);
-``night`` (``ingest_night``); ``cli`` (``emerald ingest``). The names below
+``night`` (``ingest_night``, ``configured_settings``); ``cli`` (``emerald ingest``). The names below
 are this package's interface.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from __future__ import annotations
 from .cli import register
 from .errors import IngestError, SourceError, TransientError
 from .layout import safe_name
-from .night import ingest_night
+from .night import configured_settings, ingest_night
 from .parallel import WorkerPool, usable_cpus
 from .reports import IngestReport
 from .retry import RetryPolicy
@@ -49,6 +49,6 @@ from .sources import GCSStorage, LocalStorage, ObjectInfo, parse_source
 
 __all__ = [
     "GCSStorage", "IngestError", "IngestReport", "LocalStorage", "ObjectInfo", "RetryPolicy",
-    "SourceError", "TransientError", "WorkerPool", "ingest_night", "parse_source", "register",
-    "safe_name", "usable_cpus",
+    "SourceError", "TransientError", "WorkerPool", "configured_settings", "ingest_night",
+    "parse_source", "register", "safe_name", "usable_cpus",
 ]

@@ -11,7 +11,7 @@ import datetime as dt
 
 from pipeline_src.config import night_arg
 
-from .night import ingest_night
+from .night import configured_settings, ingest_night
 from .parallel import PROCESS_MIN_OBJECTS
 from .planning import UNKNOWN_LABEL_POLICIES
 
@@ -41,14 +41,13 @@ def _run_cli(args) -> int:
     from pipeline_src.config import load_config
 
     cfg = load_config()
-    unknown_labels = args.unknown_labels or cfg.ingest.unknown_labels
+    settings = configured_settings(cfg, max_pixels=args.max_pixels,
+                                   unknown_labels=args.unknown_labels, processes=args.processes)
     report = ingest_night(
         args.source or cfg.paths.source, dt.date.fromisoformat(args.date),
         args.spans or cfg.paths.spans, args.quarantine or cfg.paths.quarantine,
         include_corpus=not args.no_corpus, require_corpus=not args.no_corpus,
-        max_pixels=args.max_pixels or cfg.ingest.max_pixels,
-        unknown_labels=unknown_labels, known_labels=cfg.data.labels, threads=args.threads,
-        processes=args.processes if args.processes is not None else cfg.ingest.processes)
+        threads=args.threads, **settings)
     if args.json:
         print(report.to_json())
         return 0
@@ -59,5 +58,6 @@ def _run_cli(args) -> int:
         print(f"  quarantined {q['object']}: {q['reason']}")
     for label, count in sorted(report.unknown_labels.items()):
         print(f"  unknown label {label!r} (not in data.labels): {count} ingested "
-              f"(ingest.unknown_labels: {unknown_labels}; the schema check will flag it)")
+              f"(ingest.unknown_labels: {settings['unknown_labels']}; "
+              "the schema check will flag it)")
     return 0

@@ -33,6 +33,26 @@ def _as_date(night) -> dt.date:
         raise IngestError(f"night {night!r} is not a YYYY-MM-DD date") from None
 
 
+def configured_settings(config, **overrides) -> dict:
+    """`ingest_night`'s settings that come from the configuration: `max_pixels`,
+    `unknown_labels` (ingest.*), `known_labels` (data.labels) and `processes`
+    (ingest.processes), each replaced by an override that is not None.
+
+    The one place where the configuration meets ingest_night's keywords: the
+    Airflow operator, `emerald ingest` and the benchmarks all call it, so a new
+    ingest setting is wired once.
+    """
+    settings = dict(max_pixels=config.ingest.max_pixels,
+                    unknown_labels=config.ingest.unknown_labels,
+                    known_labels=tuple(config.data.labels),
+                    processes=config.ingest.processes)
+    unexpected = sorted(set(overrides) - set(settings))
+    if unexpected:
+        raise TypeError(f"configured_settings() got unexpected settings {unexpected}")
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    return settings
+
+
 def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
                  include_corpus: bool = True, include_night: bool = True,
                  require_corpus: bool = False,

@@ -6,7 +6,6 @@ import it inside `execute`/`poke`, never at DAG parse time.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
 

@@ -78,11 +78,11 @@ class IngestNightOperator(BaseOperator):
         kwargs = dict(
             include_corpus=self.include_corpus,
             include_night=not is_true(self.corpus_only),
-            max_pixels=self.max_pixels or cfg.ingest.max_pixels,
-            unknown_labels=self.unknown_labels or cfg.ingest.unknown_labels,
-            known_labels=self.known_labels if self.known_labels is not None else cfg.data.labels,
-            processes=self.processes if self.processes is not None else cfg.ingest.processes,
-            threads=self.threads)
+            threads=self.threads,
+            **ingest.configured_settings(cfg, max_pixels=self.max_pixels,
+                                         unknown_labels=self.unknown_labels,
+                                         known_labels=self.known_labels,
+                                         processes=self.processes))
         spans = self.spans_dir or str(cfg.paths.spans)
         quarantine = self.quarantine_dir or str(cfg.paths.quarantine)
         self.log.info("ingesting %s into %s", self.night_prefix, spans)

@@ -214,6 +214,22 @@ def test_report_to_json_has_the_contract_keys(src, tmp_path):
     assert dataclasses.is_dataclass(report)
 
 
+def test_configured_settings_come_from_the_configuration_unless_overridden(tmp_path):
+    """The operator, `emerald ingest` and the benchmarks take ingest_night's settings here."""
+    from pipeline_src.config import load_config
+    config = load_config(testing.quick_retry_config(
+        tmp_path, ingest={"max_pixels": 12345, "unknown_labels": "hold", "processes": 3}))
+    assert ingest.configured_settings(config) == {
+        "max_pixels": 12345, "unknown_labels": "hold",
+        "known_labels": tuple(config.data.labels), "processes": 3}
+    overridden = ingest.configured_settings(config, max_pixels=99, unknown_labels=None,
+                                            processes=0, known_labels=("lion",))
+    assert overridden == {"max_pixels": 99, "unknown_labels": "hold",
+                          "known_labels": ("lion",), "processes": 0}
+    with pytest.raises(TypeError, match="threads"):
+        ingest.configured_settings(config, threads=4)
+
+
 def test_cli_json(src, tmp_path, capsys, monkeypatch):
     from pipeline_src.tools import cli
     (src / "toto" / NIGHT.isoformat() / "lion" / "zero.jpg").write_bytes(b"")
