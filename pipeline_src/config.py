@@ -21,8 +21,11 @@ from pipeline_src.names import ARCHITECTURES, SMALL_CNN
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "include" / "emerald.yaml"
 
-IN_PROCESS = "in_process"       # the node runner whose launches run in the task's own process
-NODE_RUNNERS = (IN_PROCESS, "external_python", "kubernetes")
+# dag.node_runner: where a TFX node's launch runs
+IN_PROCESS = "in_process"               # in the Airflow task's own process
+EXTERNAL_PYTHON = "external_python"     # another interpreter (dag.external_python) on the worker
+KUBERNETES = "kubernetes"               # a pod of its own (dag.kubernetes_image)
+NODE_RUNNERS = (IN_PROCESS, EXTERNAL_PYTHON, KUBERNETES)
 EVAL_SPLITS = ("newest_night", "hash")
 
 

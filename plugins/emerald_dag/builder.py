@@ -20,7 +20,7 @@ from airflow.models import BaseOperator
 from airflow.models.param import Param
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, load_ir_dict, task_graph
-from pipeline_src.config import IN_PROCESS, Config
+from pipeline_src.config import EXTERNAL_PYTHON, IN_PROCESS, KUBERNETES, Config
 from pipeline_src.names import (DATA_GATE, DATA_GATE_DECISION, EXAMPLE_GEN, FORCE_PUSH, FULL_RETRAIN,
                                 GATE_UPSTREAM, INGEST_NIGHT, NIGHT, NIGHT_REPORT, PUSHER,
                                 RUN_STATE, TFX_RUN_ID, TRAINER, WAIT_FOR_NIGHT)
@@ -97,7 +97,7 @@ def _task(config: Config, task_id: str, argv: list[str],
     runner = config.dag.node_runner
     if runner == IN_PROCESS:
         return in_process(task_id=task_id, **task_args)
-    if runner == "external_python":
+    if runner == EXTERNAL_PYTHON:
         from airflow.operators.python import ExternalPythonOperator
 
         # expect_airflow=False: the arguments arrive rendered, so the other interpreter needs
@@ -136,7 +136,7 @@ def _gate_tasks(config: Config) -> tuple[BaseOperator, BaseOperator]:
     from emerald_alerts.operators import DataGateOperator, GateDeliveryOperator
 
     argv = ["gate", "--run-id", TFX_RUN_ID, "--night", NIGHT, f"--force-push={FORCE_PUSH}"]
-    if config.dag.node_runner != "kubernetes":
+    if config.dag.node_runner != KUBERNETES:
         gate = _task(config, DATA_GATE, argv, DataGateOperator, xcom=True, retries=0)
         return gate, gate
     decide = _task(config, DATA_GATE_DECISION, argv + ["--alert=hand-back"], DataGateOperator,
