@@ -44,8 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_parse import write_section  # noqa: E402  (sibling scripts, not a package)
-from bench_task_overhead import (DAG_ID, NIGHT, airflow_db, scheduled_night,  # noqa: E402
-                                 task_timings)  # noqa: E402
+from bench_task_overhead import DAG_ID, NIGHT, scheduled_night, task_timings  # noqa: E402
 import emerald_testing as testing  # noqa: E402  (the tests' real scheduler, shared)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ def child_local_dag_runner() -> dict:
     """Ingestion, TFX's LocalDagRunner on the compiled IR, then the gate's decision and the
     report: the DAG's work, without Airflow."""
     from pipeline_src.config import load_config
-    from pipeline_src.ingest.night import ingest_night
+    from pipeline_src.ingest.night import configured_settings, ingest_night
     from pipeline_src.metadata import metadata_connection_config
     from pipeline_src.orchestration import node, tasks
 
@@ -99,8 +98,7 @@ def child_local_dag_runner() -> dict:
     started = time.perf_counter()
     ingest_night(config.paths.source, dt.date.fromisoformat(NIGHT), config.paths.spans,
                  config.paths.quarantine, include_night=False, require_corpus=True,
-                 max_pixels=config.ingest.max_pixels, unknown_labels=config.ingest.unknown_labels,
-                 known_labels=config.data.labels, processes=config.ingest.processes)
+                 **configured_settings(config))
     ingested = time.perf_counter()
 
     from tfx.orchestration.local import local_dag_runner, runner_utils
@@ -188,7 +186,7 @@ def run_scheduler(env: dict, logs: Path) -> tuple[float, dict]:
     logs.mkdir(parents=True, exist_ok=True)
     scheduled_night(env, logs, SCHEDULER_RUN_ID, hours=4)
     state, queued, ended = testing.airflow_rows(
-        airflow_db(env), "SELECT state, queued_at, end_date FROM dag_run "
+        testing.airflow_db(env), "SELECT state, queued_at, end_date FROM dag_run "
                          "WHERE dag_id=? AND run_id=?", DAG_ID, SCHEDULER_RUN_ID)[0]
     rows = task_timings(env, logs, run_id=SCHEDULER_RUN_ID)
     per_task = {task: marks["end"] - marks["process"] for task, marks in rows.items()

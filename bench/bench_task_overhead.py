@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +42,7 @@ from bench_parse import write_section  # noqa: E402  (a sibling script, not a pa
 import emerald_testing as testing  # noqa: E402  (the tests' real scheduler, shared)
 
 REPO = Path(__file__).resolve().parents[1]
-DAG_ID = "emerald_nightly"
+DAG_ID = testing.DAG_ID
 NIGHT = "2026-01-01"
 RUN_ID = "bench_overhead"
 TIMESTAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d)[T ,]+(\d\d:\d\d:\d\d)[.,](\d+)([+-]\d{4}| UTC)?\]")
@@ -68,35 +67,12 @@ def run_night(env: dict, config, logs: Path) -> None:
     print(f"night: {scheduled_night(env, logs, RUN_ID)}", flush=True)
 
 
-def airflow_db(env: dict) -> Path | str:
-    """Airflow's database for testing.airflow_rows: a SQLite file, or a server's URL."""
-    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else url
-
-
 def scheduled_night(env: dict, logs: Path, run_id: str, hours: float = 1) -> str:
     """The corpus-only NIGHT as the DAG run `run_id` under a real scheduler and triggerer
     (started here, stopped after); returns the run's final state."""
-    scheduler = testing.LocalScheduler(env, logs)
-    scheduler.airflow("db", "migrate")
-    scheduler.airflow("dags", "reserialize")
-    scheduler.airflow("dags", "unpause", DAG_ID)
-    db = airflow_db(env)
-    try:
-        scheduler.start("scheduler")
-        scheduler.start("triggerer")
-        scheduler.airflow("dags", "trigger", DAG_ID, "--run-id", run_id, "--exec-date",
-                          f"{NIGHT}T02:00:00+00:00", "--conf",
-                          json.dumps({"night": NIGHT, "corpus_only": True}))
-        deadline = time.monotonic() + hours * 3600
-        while testing.run_state(db, run_id) not in ("success", "failed"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still {testing.run_state(db, run_id)} "
-                                   f"after {hours} hours")
-            time.sleep(2)
-        return testing.run_state(db, run_id)
-    finally:
-        scheduler.stop()
+    with testing.LocalScheduler(env, logs) as scheduler:
+        scheduler.trigger(run_id, NIGHT, corpus_only=True)
+        return scheduler.wait_for_run(run_id, hours * 3600)
 
 
 def task_timings(env: dict, logs: Path, run_id: str = RUN_ID) -> dict[str, dict]:

@@ -606,12 +606,61 @@ def scheduler_environment(home: Path, config_file: Path, **settings: str):
     return env, config
 
 
+DAG_ID = "emerald_nightly"        # include/emerald.yaml's dag_id
+
+
+def airflow_db(env: dict) -> Path | str:
+    """The Airflow database of an environment (scheduler_environment's), for airflow_rows:
+    a SQLite file (a Path), or a server's SQLAlchemy URL."""
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else url
+
+
 class LocalScheduler:
-    """`airflow scheduler` + `airflow triggerer` in their own process groups."""
+    """`airflow scheduler` + `airflow triggerer` in their own process groups.
+
+    As a context manager: the database migrated, the DAGs serialized and `DAG_ID`
+    unpaused, then both started; both stopped on the way out. `trigger` and
+    `wait_for_run` are a night under them, as Dorothy would start one from the UI.
+    """
 
     def __init__(self, env: dict, logs: Path):
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
+        self.db = airflow_db(env)
+
+    def __enter__(self) -> "LocalScheduler":
+        self.airflow("db", "migrate")
+        self.airflow("dags", "reserialize")
+        self.airflow("dags", "unpause", DAG_ID)
+        try:
+            self.start("scheduler")
+            self.start("triggerer")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def trigger(self, run_id: str, night: str, *, second: int = 0, **conf) -> None:
+        """A manual run of `night` (logical date NIGHTT02:00:SS), conf {"night": night, **conf}."""
+        import json
+
+        self.airflow("dags", "trigger", DAG_ID, "--run-id", run_id,
+                     "--exec-date", f"{night}T02:00:{second:02d}+00:00",
+                     "--conf", json.dumps({"night": night, **conf}))
+
+    def wait_for_run(self, run_id: str, timeout_s: float, poll_s: float = 2) -> str:
+        """The run's final state (success or failed); TimeoutError naming the state it is
+        still in after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while (state := run_state(self.db, run_id)) not in ("success", "failed"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        return state
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
@@ -667,13 +716,13 @@ def airflow_rows(db: Path | str, sql: str, *args) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
-def run_state(db: Path | str, run_id: str, dag_id: str = "emerald_nightly") -> Optional[str]:
+def run_state(db: Path | str, run_id: str, dag_id: str = DAG_ID) -> Optional[str]:
     rows = airflow_rows(db, "SELECT state FROM dag_run WHERE dag_id=? AND run_id=?",
                         dag_id, run_id)
     return rows[0][0] if rows else None
 
 
-def task_state(db: Path | str, run_id: str, task_id: str, dag_id: str = "emerald_nightly") -> dict:
+def task_state(db: Path | str, run_id: str, task_id: str, dag_id: str = DAG_ID) -> dict:
     rows = airflow_rows(db, "SELECT state, try_number, pid FROM task_instance "
                             "WHERE dag_id=? AND run_id=? AND task_id=?", dag_id, run_id, task_id)
     state, tries, pid = rows[0] if rows else (None, 0, None)

@@ -175,17 +175,9 @@ def test_a_task_failing_under_the_real_scheduler_alerts(tmp_path, smtp_inbox, we
         AIRFLOW__WEBSERVER__BASE_URL=BASE_URL,
         AIRFLOW_CONN_SMTP_DEFAULT=smtp_inbox.conn_uri,
         AIRFLOW_CONN_SLACK_WEBHOOK_DEFAULT=webhook_inbox.conn_uri)
-    airflow = testing.LocalScheduler(env, logs)
-    airflow.airflow("db", "migrate")
-    airflow.airflow("dags", "reserialize")
-    airflow.airflow("dags", "unpause", "emerald_nightly")
-    db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
-    try:
-        airflow.start("scheduler")
-        airflow.start("triggerer")
-        airflow.airflow("dags", "trigger", "emerald_nightly", "--run-id", "no_source",
-                        "--exec-date", f"{NIGHT}T02:00:00+00:00",
-                        "--conf", json.dumps({"night": NIGHT}))
+    with testing.LocalScheduler(env, logs) as airflow:
+        db = airflow.db
+        airflow.trigger("no_source", NIGHT)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not (
                 smtp_inbox.messages and webhook_inbox.posts
@@ -193,8 +185,6 @@ def test_a_task_failing_under_the_real_scheduler_alerts(tmp_path, smtp_inbox, we
             time.sleep(2)
         sensor = testing.task_state(db, "no_source", "wait_for_night")
         state = testing.run_state(db, "no_source")
-    finally:
-        airflow.stop()
     scheduler_log = "\n".join(p.read_text(errors="replace")[-3000:] for p in logs.glob("*.log"))
     assert sensor["state"] == "failed", (sensor, state, scheduler_log)
     subjects = [m["subject"] for m in smtp_inbox.messages]

@@ -16,7 +16,6 @@ task slots. One corpus-only night. Then:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from pipeline_src.orchestration.node import PRELOADED
 from pipeline_src.tools import synth
 
 pytestmark = pytest.mark.slow       # PostgreSQL, a scheduler and one night: ~4 minutes
-DAG_ID, NIGHT, RUN_ID = "emerald_nightly", "2026-01-01", "preloaded_night"
+DAG_ID, NIGHT, RUN_ID = testing.DAG_ID, "2026-01-01", "preloaded_night"
 EXECUTOR = "emerald_tfx.executor.PreloadingLocalExecutor"
 PASSWORD_ENV = "EMERALD_MLMD_PASSWORD"
 
@@ -49,27 +48,13 @@ def preloaded_night(tmp_path_factory):
             AIRFLOW__CORE__EXECUTOR=EXECUTOR, AIRFLOW__CORE__PARALLELISM="2",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=db)
         synth.synthesize(Path(config.paths.source), nights=0, seed=0)    # the demo corpus
-        scheduler = testing.LocalScheduler(env, logs)
-        scheduler.airflow("db", "migrate")
-        scheduler.airflow("dags", "reserialize")
-        scheduler.airflow("dags", "unpause", DAG_ID)
-        try:
-            scheduler.start("scheduler")
-            scheduler.start("triggerer")
-            scheduler.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--exec-date",
-                              f"{NIGHT}T02:00:00+00:00",
-                              "--conf", json.dumps({"night": NIGHT, "corpus_only": True}))
-            deadline = time.monotonic() + 25 * 60
-            while testing.run_state(db, RUN_ID) not in ("success", "failed"):
-                assert time.monotonic() < deadline, testing.run_state(db, RUN_ID)
-                time.sleep(3)
+        with testing.LocalScheduler(env, logs) as scheduler:
+            scheduler.trigger(RUN_ID, NIGHT, corpus_only=True)
+            state = scheduler.wait_for_run(RUN_ID, 25 * 60, poll_s=3)
             tasks = {row[0]: row[1] for row in testing.airflow_rows(
                 db, "SELECT task_id, state FROM task_instance WHERE dag_id=? AND run_id=?",
                 DAG_ID, RUN_ID)}
-            yield {"state": testing.run_state(db, RUN_ID), "tasks": tasks, "config": config,
-                   "env": env, "logs": logs}
-        finally:
-            scheduler.stop()
+            yield {"state": state, "tasks": tasks, "config": config, "env": env, "logs": logs}
 
 
 def _task_log(night: dict, task: str) -> str:

@@ -19,7 +19,6 @@ twice, as two DAG runs of the same night:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import time
@@ -33,7 +32,6 @@ from emerald_testing import LocalScheduler, airflow_rows, run_state, task_state
 pytestmark = pytest.mark.slow
 
 NIGHT = "2026-01-02"
-DAG_ID = "emerald_nightly"
 RUN_A, RUN_B = "fault_a", "fault_b"
 NIGHT_TIMEOUT = 25 * 60
 
@@ -94,19 +92,11 @@ def faulty_nights(tmp_path_factory):
     source.mkdir(parents=True)
     os.rename(staged / "corpus", source / "corpus")         # the corpus is there; Toto's not yet
 
-    airflow = LocalScheduler(env, logs)
-    airflow.airflow("db", "migrate")
-    airflow.airflow("dags", "reserialize")
-    airflow.airflow("dags", "unpause", DAG_ID)
-    db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
     observed: dict = {"b_while_a": set()}
-    try:
-        airflow.start("scheduler")
-        airflow.start("triggerer")
+    with LocalScheduler(env, logs) as airflow:
+        db = airflow.db
         for run_id, second in ((RUN_A, 0), (RUN_B, 1)):
-            airflow.airflow("dags", "trigger", DAG_ID, "--run-id", run_id,
-                            "--exec-date", f"{NIGHT}T02:00:{second:02d}+00:00",
-                            "--conf", json.dumps({"night": NIGHT}))
+            airflow.trigger(run_id, NIGHT, second=second)
         wait_for("run A's sensor to defer", lambda: task_state(db, RUN_A, "wait_for_night")["state"]
                  == "deferred", 600, db, RUN_A)
         observed["b_while_a"].add(run_state(db, RUN_B))
@@ -140,8 +130,6 @@ def faulty_nights(tmp_path_factory):
             a_end_b_start=airflow_rows(db, "SELECT (SELECT end_date FROM dag_run WHERE run_id=?), "
                                     "(SELECT start_date FROM dag_run WHERE run_id=?)",
                                 RUN_A, RUN_B)[0])
-    finally:
-        airflow.stop()
     yield config, observed, logs
 
 
