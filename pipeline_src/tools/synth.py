@@ -377,20 +377,31 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return round(size[0] * scale), round(size[1] * scale)
+
+
 def synthesize(out_dir, nights: int = 3, seed: int = 0,
                start_date: dt.date = dt.date(2026, 1, 1),
                corpus_per_label: int = 40, toto_per_label: int = 12,
                labels: Sequence[str] = DEFAULT_LABELS, toto_style: str = "portrait",
-               extra_toto_labels: Iterable[str] = ()) -> dict:
+               extra_toto_labels: Iterable[str] = (), scale: float = 1.0) -> dict:
     """Writes {out}/corpus/{label}/*.jpg and {out}/toto/{YYYY-MM-DD}/{label}/*.jpg.
 
     Existing files with the same names are overwritten; nothing is deleted, so
-    reuse a fresh directory when shrinking `nights`.
+    reuse a fresh directory when shrinking `nights`. `scale` multiplies every
+    photo's width and height (1.6: a 640x480 corpus, as a benchmark at a real
+    camera's size wants); the demo's 1.0 keeps them small and quick.
     """
     if toto_style not in TOTO_STYLES:
         raise ValueError(f"toto_style {toto_style!r} is not one of {TOTO_STYLES}")
     if nights < 0 or corpus_per_label < 0 or toto_per_label < 0:
         raise ValueError("nights and per-label counts must be >= 0")
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, not {scale}")
+    corpus_size = _scaled(CORPUS_SIZE, scale)
+    toto_size = _scaled({"portrait": TOTO_SIZE, "upright": CORPUS_SIZE[::-1]}.get(
+        toto_style, CORPUS_SIZE), scale)
     labels = tuple(labels)
     extra = tuple(x for x in extra_toto_labels if x not in labels)
     out = Path(out_dir)
@@ -399,7 +410,7 @@ def synthesize(out_dir, nights: int = 3, seed: int = 0,
     for label in labels:
         for i in range(corpus_per_label):
             rng = _seed_for(seed, _STREAM_CORPUS, label, 0, i)
-            image = _photo(rng, label, toto_look=False)
+            image = _photo(rng, label, toto_look=False, size=corpus_size)
             data = _encode(image, _corpus_time(rng, start_date), "Curated", CORPUS_QUALITY)
             _write(out / "corpus" / label / f"{label}_{i:04d}.jpg", data)
         corpus_counts[label] = corpus_per_label
@@ -413,8 +424,7 @@ def synthesize(out_dir, nights: int = 3, seed: int = 0,
         for label in labels + extra:
             for i in range(toto_per_label):
                 rng = _seed_for(seed, _STREAM_TOTO, label, night.toordinal(), i)
-                image = _photo(rng, label, toto_look=toto_style == "portrait",
-                               size=CORPUS_SIZE[::-1] if toto_style == "upright" else None,
+                image = _photo(rng, label, toto_look=toto_style == "portrait", size=toto_size,
                                exposure=DIM_FACTOR if toto_style == "dim" else 1.0)
                 data = _encode(image, _toto_time(rng, night), "Toto", TOTO_QUALITY)
                 name = f"toto_{night:%Y%m%d}_{label}_{i:04d}.jpg"
@@ -450,6 +460,8 @@ def register(subparsers) -> None:
                         "the corpus underexposed; upright: the corpus held upright (3:4)")
     p.add_argument("--extra-toto-label", action="append", default=[], metavar="NAME",
                    help="add a label folder the schema does not know to every night (repeatable)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every photo's width and height (1.6: a 640x480 corpus)")
     p.set_defaults(func=_run)
 
 
@@ -457,7 +469,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = synthesize(
         args.out, nights=args.nights, seed=args.seed, start_date=args.start_date,
         corpus_per_label=args.corpus_per_label, toto_per_label=args.toto_per_label,
-        toto_style=args.toto_style, extra_toto_labels=tuple(args.extra_toto_label))
+        toto_style=args.toto_style, extra_toto_labels=tuple(args.extra_toto_label),
+        scale=args.scale)
     corpus = ", ".join(f"{k} {v}" for k, v in summary["corpus"].items())
     print(f"corpus: {sum(summary['corpus'].values())} images ({corpus})")
     for night, counts in summary["toto"].items():

@@ -159,6 +159,24 @@ def test_extra_toto_labels_appear_only_in_toto_nights(tmp_path):
         assert all(_decode(p)[1].format == "JPEG" for p in wolves)
 
 
+@pytest.mark.parametrize("style, toto_size", [("portrait", (384, 512)),
+                                               ("landscape", (640, 480)),
+                                               ("upright", (480, 640))])
+def test_scale_multiplies_every_photos_size(tmp_path, style, toto_size):
+    """`scale=1.6`: the 640x480 corpus bench/bench_cost_growth.py asks for; Toto's photos keep
+    their style's shape at the same scale."""
+    synth.synthesize(tmp_path, nights=1, corpus_per_label=1, toto_per_label=1,
+                     toto_style=style, scale=1.6)
+    def sizes(pattern):
+        return {(info.width, info.height)
+                for info in (_decode(p)[1] for p in tmp_path.glob(pattern))}
+
+    assert sizes("corpus/*/*.jpg") == {(640, 480)}
+    assert sizes("toto/*/*/*.jpg") == {toto_size}
+    with pytest.raises(ValueError, match="scale"):
+        synth.synthesize(tmp_path, scale=0)
+
+
 def test_rejects_unknown_style(tmp_path):
     with pytest.raises(ValueError, match="toto_style"):
         synth.synthesize(tmp_path, toto_style="square")
