@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_task_overhead.py
 	$(BIN)/python bench/bench_runners.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_cost_growth.py
 
 airflow: $(STAMP)
 	bash scripts/airflow_local.sh
