@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_night import TaskTimer  # noqa: E402  (sibling scripts, not a package)
+from bench_night import fresh_home, timed_night  # noqa: E402  (sibling scripts, not a package)
 from bench_parse import write_section  # noqa: E402
 
 from pipeline_src import names  # noqa: E402
@@ -48,17 +45,9 @@ def main() -> int:
     if args.nights < 2:
         parser.error("--nights must be at least 2 (night 2 is the table's first column)")
     load = os.getloadavg()
-    home = Path(tempfile.mkdtemp(prefix="emerald-bench-growth-"))
-    os.environ["EMERALD_HOME"] = str(home)
-    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
-        del os.environ[key]
-    from pipeline_src.config import load_config
-    from pipeline_src.orchestration.night import prepare_airflow, run_night
+    home, config = fresh_home("emerald-bench-growth-")
     from pipeline_src.tools import demo, synth
 
-    config = load_config()
-    prepare_airflow(config)   # Airflow configures logging on import: attach timers after it
-    import airflow.models  # noqa: F401
     synth.synthesize(config.paths.source, nights=args.nights, seed=0,
                      start_date=demo.FIRST_NIGHT + dt.timedelta(days=1),
                      corpus_per_label=args.corpus_per_label,
@@ -68,16 +57,11 @@ def main() -> int:
     outcomes: dict[int, dict] = {}
     for number in range(args.nights + 1):
         night = demo.FIRST_NIGHT + dt.timedelta(days=number)
-        timer = TaskTimer()
-        logging.getLogger().addHandler(timer)
-        started = time.perf_counter()
-        summary = run_night(config, night, corpus_only=number == 0)
-        wall = time.perf_counter() - started
-        logging.getLogger().removeHandler(timer)
+        summary, wall, per_task = timed_night(config, night, corpus_only=number == 0)
         if not set(summary["failed_tasks"]) <= BLOCKED_PUSH:    # a blocked push is by design
             raise RuntimeError(f"night {number} ({night}): state {summary['state']}, failed "
                                f"{summary['failed_tasks']}; logs under {home}")
-        seconds[number] = {**timer.seconds, WHOLE_NIGHT: wall}
+        seconds[number] = {**per_task, WHOLE_NIGHT: wall}
         outcomes[number] = summary
         print(f"night {number} ({night}): {wall:.1f} s", flush=True)
         if number >= 2:      # after every night: a run stopped early still leaves its table

@@ -41,32 +41,49 @@ class TaskTimer(logging.Handler):
                 self.seconds[task] = record.created - self.started.pop(task)
 
 
-def main() -> int:
-    home = Path(tempfile.mkdtemp(prefix="emerald-bench-night-"))
+def fresh_home(prefix: str):
+    """A fresh EMERALD_HOME (no AIRFLOW_* from the caller) with Airflow prepared for
+    `dag.test()`; returns (home, config)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["EMERALD_HOME"] = str(home)
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]
-    from pipeline_src.tools import demo
-    from pipeline_src.tools import synth
     from pipeline_src.config import load_config
-    from pipeline_src.orchestration.night import prepare_airflow, run_night
+    from pipeline_src.orchestration.night import prepare_airflow
 
     config = load_config()
     prepare_airflow(config)   # Airflow configures logging on import: attach timers after it
     import airflow.models  # noqa: F401
+    return home, config
+
+
+def timed_night(config, night: dt.date, corpus_only: bool) -> tuple[dict, float, dict]:
+    """One night through `dag.test()`: (its summary, wall seconds, seconds per task)."""
+    from pipeline_src.orchestration.night import run_night
+
+    timer = TaskTimer()
+    logging.getLogger().addHandler(timer)
+    started = time.perf_counter()
+    try:
+        summary = run_night(config, night, corpus_only=corpus_only)
+    finally:
+        logging.getLogger().removeHandler(timer)
+    return summary, time.perf_counter() - started, timer.seconds
+
+
+def main() -> int:
+    from pipeline_src.tools import demo
+    from pipeline_src.tools import synth
+
+    _, config = fresh_home("emerald-bench-night-")
     synth.synthesize(config.paths.source, nights=1, seed=0,
                      start_date=demo.FIRST_NIGHT + dt.timedelta(days=1))
     walls, runs, rows = {}, {}, {}
     for offset, label in ((0, "night 1 (corpus only)"), (1, "night 2 (Toto)")):
         night = demo.FIRST_NIGHT + dt.timedelta(days=offset)
-        timer = TaskTimer()
-        logging.getLogger().addHandler(timer)
-        started = time.perf_counter()
-        summary = run_night(config, night, corpus_only=offset == 0)
-        walls[label] = time.perf_counter() - started
-        logging.getLogger().removeHandler(timer)
+        summary, walls[label], per_task = timed_night(config, night, corpus_only=offset == 0)
         runs[label] = summary
-        for task, seconds in timer.seconds.items():
+        for task, seconds in per_task.items():
             rows.setdefault(task, {})[label] = seconds
         print(f"{label}: {walls[label]:.1f} s, state {summary['state']}", flush=True)
     order = list(rows)

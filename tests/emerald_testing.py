@@ -627,6 +627,7 @@ class LocalScheduler:
     def __init__(self, env: dict, logs: Path):
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
+        self.crashed_groups: list[int] = []    # process groups of kill()ed processes
         self.db = airflow_db(env)
 
     def __enter__(self) -> "LocalScheduler":
@@ -676,10 +677,12 @@ class LocalScheduler:
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self, name: str) -> None:
-        """SIGKILL the process alone (a crash): the task it launched lives on."""
+        """SIGKILL the process alone (a crash): the task it launched lives on, and so
+        do its other children (a scheduler's DagFileProcessorManager) until stop()."""
         proc = self.procs.pop(name)
         proc.kill()
         proc.wait(timeout=30)
+        self.crashed_groups.append(proc.pid)     # start_new_session: its pid is its group
 
     def stop(self) -> None:
         import os
@@ -695,6 +698,11 @@ class LocalScheduler:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        for group in self.crashed_groups:       # what a crash left behind outlives no test
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def airflow_rows(db: Path | str, sql: str, *args) -> list[tuple]:
