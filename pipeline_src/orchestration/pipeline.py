@@ -147,9 +147,14 @@ def create_pipeline(
         input_base=input_base or _parameter(INPUT_BASE),
         night=night or _parameter(NIGHT_PARAMETER),
         eval_split=eval_split, hash_eval_percent=hash_eval_percent, max_pixels=max_pixels)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=schema_file or _parameter(SCHEMA_FILE))
+    # With the schema, TFDV knows the encoded image is an image (image_domain) and keeps
+    # it out of its top-k / uniques counts. Without it, every image's bytes is a distinct
+    # "string" value counted through a shuffle: memory and time grow with the whole
+    # history's bytes (BENCHMARKS.md, "Peak memory per node").
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  schema=schema_gen.outputs["schema"])
     # Schema anomalies of tonight only: earlier nights were checked on their own
     # night, so one bad night (an unknown label) does not block every later one.
     example_validator = tfx.components.ExampleValidator(

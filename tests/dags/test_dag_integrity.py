@@ -86,9 +86,11 @@ README_DIAGRAM_EDGES = {
 GATE_EDGES = {("ExampleValidator", "data_gate"), ("ImageDistributionValidator", "data_gate"),
               ("Evaluator", "data_gate")}
 # The inputs the diagram leaves out, read off include/compiled/pipeline.json's upstreamNodes:
-# the schema feeds ExampleValidator and Trainer, the examples Trainer and Evaluator, the
-# model Pusher, the serving model Trainer.
+# the schema feeds StatisticsGen, ExampleValidator and Trainer, the examples Trainer and
+# Evaluator, the model Pusher, the serving model Trainer.
 IR_ONLY_EDGES = {
+    # The schema's image_domain keeps the encoded images out of TFDV's top-k counts.
+    ("ImportSchemaGen", "StatisticsGen"),
     ("ImportSchemaGen", "ExampleValidator"),
     ("ImportSchemaGen", "Trainer"),
     ("ImageExampleGen", "Trainer"),

@@ -1,0 +1,85 @@
+"""StatisticsGen on ExampleGen's images, as the pipeline wires it: with the schema.
+
+TFDV counts the distinct values of every bytes feature (top-k and uniques, through
+a shuffle keyed by the value) unless the schema says the feature is an image
+(image_domain). Without the schema, every encoded photo of the whole history is a
+distinct "string" carried through that shuffle: StatisticsGen's memory and time
+then grow with the bytes of everything ever ingested (BENCHMARKS.md, "Peak memory
+per node"). With it, the image is a bytes feature: sizes only, no value counts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from pipeline_src import features
+from pipeline_src.components import examplegen, spans as span_plan
+from pipeline_src.orchestration import compile as compiled
+from pipeline_src.orchestration.pipeline import schema
+from pipeline_src.tools import synth
+
+FIRST = dt.date(2026, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    from tfx.types import artifact_utils, standard_artifacts
+
+    base = tmp_path_factory.mktemp("spans")
+    synth.synthesize(base, nights=1, seed=5, start_date=FIRST, corpus_per_label=3,
+                     toto_per_label=2)
+    plan = span_plan.plan_splits(base, FIRST, "newest_night", 25)
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(tmp_path_factory.mktemp("examples"))
+    result = examplegen.write_splits(plan, artifact.uri, max_pixels=10_000_000)
+    artifact.split_names = artifact_utils.encode_split_names(sorted(result["counts"]))
+    return artifact
+
+
+def _statistics(examples, tmp_path, with_schema: bool):
+    from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: F401  (text format below)
+    from google.protobuf import text_format
+    from tfx.components.statistics_gen import executor as statistics_gen
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types import standard_artifacts
+
+    inputs = {"examples": [examples]}
+    if with_schema:
+        artifact = standard_artifacts.Schema()
+        artifact.uri = str(tmp_path / "schema")
+        (tmp_path / "schema").mkdir(parents=True)
+        (tmp_path / "schema" / "schema.pbtxt").write_text(
+            text_format.MessageToString(schema(["bear", "lion", "tiger"])))
+        inputs["schema"] = [artifact]
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "statistics")
+    executor = statistics_gen.Executor(statistics_gen.Executor.Context(
+        beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(tmp_path / "tmp"),
+        unique_id="1"))
+    executor.Do(inputs, {"statistics": [statistics]}, {"exclude_splits": "[]"})
+    stats = stats_artifact_utils.load_statistics(statistics, features.EVAL).proto().datasets[0]
+    return {".".join(f.path.step): f for f in stats.features}
+
+
+def test_with_the_schema_the_encoded_image_is_sized_not_counted(examples, tmp_path):
+    without = _statistics(examples, tmp_path / "without", with_schema=False)
+    assert without[features.IMAGE].HasField("string_stats")     # every photo a "value"
+    assert without[features.IMAGE].string_stats.unique == 6     # ...each counted
+    with_schema = _statistics(examples, tmp_path / "with", with_schema=True)
+    image = with_schema[features.IMAGE]
+    assert image.HasField("bytes_stats") and not image.HasField("string_stats")
+    assert image.bytes_stats.avg_num_bytes > 1000
+    # The properties skew is judged on, and the labels, are described as before.
+    assert with_schema[features.BRIGHTNESS].num_stats.mean == pytest.approx(
+        without[features.BRIGHTNESS].num_stats.mean)
+    assert with_schema[features.LABEL].string_stats.unique == 3
+
+
+def test_the_pipeline_gives_statisticsgen_the_schema():
+    ir = compiled.load_ir_dict()
+    (node,) = [n["pipelineNode"] for n in ir["nodes"]
+               if n["pipelineNode"]["nodeInfo"]["id"] == "StatisticsGen"]
+    assert {"examples", "schema"} <= set(node["inputs"]["inputs"]), json.dumps(
+        node["inputs"], indent=1)[:2000]
