@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Optional
 
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
@@ -30,6 +30,7 @@ from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline_src import features, images, names
+from pipeline_src.components import span_cache
 from pipeline_src.components.spans import SourceImage, SplitPlan, plan_splits, span_of
 
 log = logging.getLogger(__name__)
@@ -74,33 +75,57 @@ def _serialize(values: dict[str, Any]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int) -> dict[str, Any]:
-    """Writes gzipped TFRecords per split; returns counts and the rejected images."""
+def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
+                 cache_dir: Optional[str] = None) -> dict[str, Any]:
+    """Writes gzipped TFRecords per split; returns counts and the rejected images.
+
+    Span by span (the corpus, then Toto's nights in order: each split's own order),
+    each image once, its record written to every split that holds it (last night is
+    in train and previous). With `cache_dir`, a span whose listing is unchanged since
+    its examples were made is copied, not decoded (span_cache.py).
+    """
     import tensorflow as tf
 
-    counts: dict[str, int] = {}
+    splits_of: dict[str, list[str]] = {}          # image uri -> the splits it goes to
+    spans: dict[str, list[SourceImage]] = {}      # night ("corpus" first) -> its images
+    for split, members in plan.splits.items():
+        for image in members:
+            if image.uri not in splits_of:
+                spans.setdefault(image.night, []).append(image)
+            splits_of.setdefault(image.uri, []).append(split)
+    counts = dict.fromkeys(plan.splits, 0)
     night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
-    seen_rejects: set[str] = set()
-    for split, members in plan.splits.items():
+    writers = {}
+    for split in plan.splits:
         split_dir = os.path.join(output_uri, f"Split-{split}")
         tf.io.gfile.makedirs(split_dir)
-        path = os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz")
-        written = 0
-        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-            for image in members:
-                try:
-                    values = to_example_features(image, _read(plan, image), max_pixels)
-                except (images.BadImage, OSError) as bad:
-                    if image.uri not in seen_rejects:
-                        seen_rejects.add(image.uri)
-                        rejected.append({"object": image.uri, "reason": _reason(bad)})
+        writers[split] = tf.io.TFRecordWriter(
+            os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
+
+    def decode(image: SourceImage) -> span_cache.Decoded:
+        try:
+            values = to_example_features(image, _read(plan, image), max_pixels)
+        except (images.BadImage, OSError) as bad:
+            return None, _reason(bad)
+        return _serialize(values), None
+
+    try:
+        for night in sorted(spans, key=lambda n: (n != "corpus", n)):
+            listing = sorted(spans[night], key=lambda i: (i.label, i.filename))  # list_spans'
+            for image, serialized, reason in span_cache.span_examples(
+                    listing, night, cache_dir, max_pixels, decode):
+                if reason is not None:
+                    rejected.append({"object": image.uri, "reason": reason})
                     continue
-                writer.write(_serialize(values))
-                written += 1
-                per_night = night_counts.setdefault(split, {})
-                per_night[image.night] = per_night.get(image.night, 0) + 1
-        counts[split] = written
+                for split in splits_of[image.uri]:
+                    writers[split].write(serialized)
+                    counts[split] += 1
+                    per_night = night_counts.setdefault(split, {})
+                    per_night[image.night] = per_night.get(image.night, 0) + 1
+    finally:
+        for writer in writers.values():
+            writer.close()
     return {"counts": counts, "night_counts": night_counts, "rejected": rejected}
 
 
@@ -136,7 +161,8 @@ class Executor(base_executor.BaseExecutor):
         plan = plan_splits(input_base, night, exec_properties["eval_split"],
                            int(exec_properties["hash_eval_percent"]))
         examples = artifact_utils.get_single_instance(output_dict["examples"])
-        result = write_splits(plan, examples.uri, int(exec_properties["max_pixels"]))
+        result = write_splits(plan, examples.uri, int(exec_properties["max_pixels"]),
+                              cache_dir=span_cache.cache_dir_for(examples.uri))
         log_rejected(result["rejected"], night)
         examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
         examples.span = span_of(night)

@@ -39,7 +39,6 @@ def examples(tmp_path_factory):
 
 
 def _statistics(examples, tmp_path, with_schema: bool):
-    from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: F401  (text format below)
     from google.protobuf import text_format
     from tfx.components.statistics_gen import executor as statistics_gen
     from tfx.components.statistics_gen import stats_artifact_utils
