@@ -4,7 +4,7 @@ ExampleGen writes the whole history into tonight's Examples artifact (one artifa
 with every split; issue 11 plans one artifact per span). Decoding a photo and
 measuring its properties is most of that cost, and the corpus and every earlier
 night are the same photos night after night. So a span's examples, once made, are
-kept under `{pipeline root}/ImageExampleGen/span_cache/{span}/`:
+kept under `{pipeline root}/ImageExampleGen/.span_cache/{span}/`:
 
 - `{key}.tfrecord.gz`: the tf.Examples of its accepted images, in listing order;
 - `{key}.json`: every image in listing order, with why it was rejected, if it was.
@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from pipeline_src.components.spans import SourceImage
 
 FORMAT = 1
-CACHE_DIR_NAME = "span_cache"
+CACHE_DIR_NAME = ".span_cache"    # hidden, like TFX's own .system: not an output key
 
 Decoded = tuple[Optional[bytes], Optional[str]]     # (the serialized example, why rejected)
 
@@ -41,7 +41,7 @@ class CacheDamaged(RuntimeError):
 
 
 def cache_dir_for(examples_uri: str, output_key: str = "examples") -> Optional[str]:
-    """`{pipeline root}/{node}/span_cache` beside the output `{pipeline root}/{node}/
+    """`{pipeline root}/{node}/.span_cache` beside the output `{pipeline root}/{node}/
     {output_key}/{execution id}` TFX gave; None (no cache) for a uri laid out otherwise
     (an executor called by hand), whose parent folders are nobody's to write in."""
     outputs = os.path.dirname(examples_uri.rstrip("/"))

@@ -2,7 +2,7 @@
 
 The spans are real synthetic photos; the executor runs as TFX runs it, with its
 output where TFX puts it ({root}/ImageExampleGen/examples/{id}), so its cache is
-{root}/ImageExampleGen/span_cache. Which images a night reads is watched on the
+{root}/ImageExampleGen/.span_cache. Which images a night reads is watched on the
 real read path (examplegen._read, wrapped, still reading).
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ def test_a_rerun_reads_nothing_and_a_reupload_rereads_its_night_only(spans, tmp_
     execute(spans, tmp_path, SECOND, 3)
     assert set(reads) == _night_images(spans, FIRST)  # that night again, nothing else
     # One entry per span, the stale one removed.
-    entries = sorted(os.listdir(tmp_path / "ImageExampleGen" / "span_cache" / FIRST.isoformat()))
+    entries = sorted(os.listdir(tmp_path / "ImageExampleGen" / ".span_cache" / FIRST.isoformat()))
     assert len(entries) == 2 and {e.rsplit(".", 1)[-1] for e in entries} == {"gz", "json"}
 
 
@@ -134,7 +134,7 @@ def test_a_rejected_image_stays_rejected_from_the_cache(spans, tmp_path, reads):
 def test_a_damaged_entry_fails_the_task_and_its_retry_decodes_the_span_again(
         spans, tmp_path, reads):
     good = written(execute(spans, tmp_path, SECOND, 1))
-    folder = tmp_path / "ImageExampleGen" / "span_cache" / "corpus"
+    folder = tmp_path / "ImageExampleGen" / ".span_cache" / "corpus"
     (records,) = folder.glob("*.tfrecord.gz")
     records.write_bytes(records.read_bytes()[:200])           # a disk or a sync cut it short
     with pytest.raises(span_cache.CacheDamaged, match="span corpus"):
@@ -147,9 +147,9 @@ def test_a_damaged_entry_fails_the_task_and_its_retry_decodes_the_span_again(
 
 def test_the_cache_lives_beside_the_outputs_tfx_gives_and_nowhere_else():
     assert span_cache.cache_dir_for("/r/ImageExampleGen/examples/12") == \
-        "/r/ImageExampleGen/span_cache"
+        "/r/ImageExampleGen/.span_cache"
     assert span_cache.cache_dir_for("gs://b/root/ImageExampleGen/examples/12/") == \
-        "gs://b/root/ImageExampleGen/span_cache"
+        "gs://b/root/ImageExampleGen/.span_cache"
     assert span_cache.cache_dir_for("/tmp/some/out") is None
 
 
