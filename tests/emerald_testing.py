@@ -627,7 +627,7 @@ class LocalScheduler:
     def __init__(self, env: dict, logs: Path):
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
-        self.crash_survivors: list[tuple[int, str]] = []   # (pid, start time): see kill()
+        self.crash_survivors: list = []      # psutil.Process: see kill()
         self.db = airflow_db(env)
 
     def __enter__(self) -> "LocalScheduler":
@@ -680,15 +680,19 @@ class LocalScheduler:
         """SIGKILL the process alone (a crash): the task it launched lives on, and so
         do its other children until stop(). A scheduler's DagFileProcessorManager is in
         a process group of its own (Airflow's set_new_process_group), so the children
-        are found by parent pid, not by group."""
+        are found by parent pid (psutil), not by group."""
+        import psutil
+
         proc = self.procs.pop(name)
-        self.crash_survivors.extend(descendants(proc.pid))
+        self.crash_survivors.extend(psutil.Process(proc.pid).children(recursive=True))
         proc.kill()
         proc.wait(timeout=30)
 
     def stop(self) -> None:
         import os
         import signal
+
+        import psutil
 
         for proc in self.procs.values():
             try:
@@ -700,45 +704,12 @@ class LocalScheduler:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        for pid, started in self.crash_survivors:    # what a crash left outlives no test
-            if _start_time(pid) == started:           # still that process, not a reused pid
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-
-def _start_time(pid: int) -> Optional[str]:
-    """The process's start time (/proc/PID/stat field 22), None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, start time) of every living descendant of `pid`, read from /proc."""
-    import os
-
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            started = _start_time(child)
-            if started is not None:
-                found.append((child, started))
-            todo.append(child)
-    return found
+        for survivor in self.crash_survivors:   # what a crash left outlives no test
+            try:
+                if survivor.is_running():        # that process still, not a reused pid
+                    survivor.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def airflow_rows(db: Path | str, sql: str, *args) -> list[tuple]:
