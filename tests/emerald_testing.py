@@ -129,6 +129,20 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+# --------------------------------------------------------------------------- examples
+
+def split_examples(examples_uri: str, split: str) -> list:
+    """The tf.Examples of one split of an Examples artifact, parsed (a proto map
+    serializes in no fixed order), read as TFX reads a split: every file under
+    `Split-{split}/`, in name order."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(f"{examples_uri.rstrip('/')}/Split-{split}/*"))
+    assert files, f"no files in split {split} of {examples_uri}"
+    return [tf.train.Example.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
 # --------------------------------------------------------------------------- SVG charts
 
 SVG_NS = "{http://www.w3.org/2000/svg}"

@@ -79,29 +79,30 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
                  cache_dir: Optional[str] = None) -> dict[str, Any]:
     """Writes gzipped TFRecords per split; returns counts and the rejected images.
 
-    Span by span (the corpus, then Toto's nights in order: each split's own order),
-    each image once, its record written to every split that holds it (last night is
-    in train and previous). With `cache_dir`, a span whose listing is unchanged since
-    its examples were made is copied, not decoded (span_cache.py).
+    Span by span (the corpus, then Toto's nights in order), each image once, its
+    record written to every split that holds it (last night is in train and
+    previous). A split holds one file per span it draws on, named as Beam shards
+    (`data_tfrecord-00002-of-00005.gz`, the third of its five spans), which TFX and
+    `model.data` read by the pattern `Split-{name}/*`. With `cache_dir`, a span whose
+    listing is unchanged since its examples were made is copied, not decoded: its
+    records file whole into each split holding the whole span (span_cache.py).
     """
     import tensorflow as tf
 
     splits_of: dict[str, list[str]] = {}          # image uri -> the splits it goes to
-    spans: dict[str, list[SourceImage]] = {}      # night ("corpus" first) -> its images
     for split, members in plan.splits.items():
         for image in members:
-            if image.uri not in splits_of:
-                spans.setdefault(image.night, []).append(image)
             splits_of.setdefault(image.uri, []).append(split)
+    shards = _shard_paths(plan, splits_of, output_uri)
+    for split in plan.splits:
+        tf.io.gfile.makedirs(os.path.join(output_uri, f"Split-{split}"))
+        if not any(split in named for named in shards.values()):
+            with tf.io.TFRecordWriter(os.path.join(         # an empty split: one empty file
+                    output_uri, f"Split-{split}", _shard_name(0, 1)), options="GZIP"):
+                pass
     counts = dict.fromkeys(plan.splits, 0)
     night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
-    writers = {}
-    for split in plan.splits:
-        split_dir = os.path.join(output_uri, f"Split-{split}")
-        tf.io.gfile.makedirs(split_dir)
-        writers[split] = tf.io.TFRecordWriter(
-            os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"), options="GZIP")
 
     def decode(image: SourceImage) -> span_cache.Decoded:
         try:
@@ -110,23 +111,61 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
             return None, _reason(bad)
         return _serialize(values), None
 
-    try:
-        for night in sorted(spans, key=lambda n: (n != "corpus", n)):
-            listing = sorted(spans[night], key=lambda i: (i.label, i.filename))  # list_spans'
+    def account(image: SourceImage, reason: Optional[str]) -> None:
+        if reason is not None:
+            rejected.append({"object": image.uri, "reason": reason})
+            return
+        for split in splits_of[image.uri]:
+            counts[split] += 1
+            per_night = night_counts.setdefault(split, {})
+            per_night[image.night] = per_night.get(image.night, 0) + 1
+
+    for span, listing in plan.spans.items():
+        listing = [image for image in listing if image.uri in splits_of]
+        if not listing:
+            continue
+        targets = {tuple(splits_of[image.uri]) for image in listing}
+        entry = span_cache.lookup(listing, span, cache_dir, max_pixels) \
+            if len(targets) == 1 else None
+        if entry is not None:                     # the whole span goes where one goes
+            span_cache.copy_records(entry, list(shards[span].values()))
+            for image, reason in zip(listing, entry.reasons):
+                account(image, reason)
+            continue
+        writers = {split: tf.io.TFRecordWriter(path, options="GZIP")
+                   for split, path in shards[span].items()}
+        try:
             for image, serialized, reason in span_cache.span_examples(
-                    listing, night, cache_dir, max_pixels, decode):
-                if reason is not None:
-                    rejected.append({"object": image.uri, "reason": reason})
-                    continue
-                for split in splits_of[image.uri]:
-                    writers[split].write(serialized)
-                    counts[split] += 1
-                    per_night = night_counts.setdefault(split, {})
-                    per_night[image.night] = per_night.get(image.night, 0) + 1
-    finally:
-        for writer in writers.values():
-            writer.close()
+                    listing, span, cache_dir, max_pixels, decode):
+                account(image, reason)
+                if reason is None:
+                    for split in splits_of[image.uri]:
+                        writers[split].write(serialized)
+        finally:
+            for writer in writers.values():
+                writer.close()
     return {"counts": counts, "night_counts": night_counts, "rejected": rejected}
+
+
+def _shard_name(index: int, count: int) -> str:
+    return f"data_tfrecord-{index:05d}-of-{count:05d}.gz"
+
+
+def _shard_paths(plan: SplitPlan, splits_of: dict[str, list[str]],
+                 output_uri: str) -> dict[str, dict[str, str]]:
+    """span -> {split: the path of that span's file in the split}, for the splits the
+    span has images in; a split's files numbered in span order."""
+    drawn: dict[str, list[str]] = {split: [] for split in plan.splits}   # split -> spans
+    for span, listing in plan.spans.items():
+        for split in plan.splits:
+            if any(split in splits_of.get(image.uri, ()) for image in listing):
+                drawn[split].append(span)
+    shards: dict[str, dict[str, str]] = {span: {} for span in plan.spans}
+    for split, spans in drawn.items():
+        for index, span in enumerate(spans):
+            shards[span][split] = os.path.join(
+                output_uri, f"Split-{split}", _shard_name(index, len(spans)))
+    return shards
 
 
 def _read(plan: SplitPlan, image: SourceImage) -> bytes:

@@ -11,25 +11,34 @@ kept under `{pipeline root}/ImageExampleGen/.span_cache/{span}/`:
 
 A night then decodes only the spans whose listing changed: tonight's, a night with
 late or re-uploaded photos, a span damaged on disk (a rewritten file has another
-generation); the other spans' records are copied.
+generation). The other spans' records file is copied whole into each split that
+holds the whole span (`copy_records`: one pass, no parsing, checked against the
+size and CRC-32 the index keeps); a span the hash split divides is copied record
+by record (`span_examples`).
 
 The key is a SHA-256 of all that decides a span's records: each object's name,
-generation and size, `max_pixels`, and FORMAT (bumped whenever
-`examplegen.to_example_features` changes what a record holds). Another key is a
-miss: the entry is made again and the stale one removed. The index is written
-last, so an entry a crash left without one is a miss too. Paths go through
-tf.io.gfile: a gs:// pipeline root keeps its cache in the bucket.
+generation and size, `max_pixels`, the features a record holds, and FORMAT (bumped
+whenever `examplegen.to_example_features` changes how a value is computed).
+Another key is a miss: the entry is made again and the stale one removed. The
+index is written last, so an entry a crash left without one is a miss too. Paths
+go through tf.io.gfile: a gs:// pipeline root keeps its cache in the bucket.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import zlib
 from typing import Callable, Iterator, Optional, Sequence
 
+from pipeline_src import features
 from pipeline_src.components.spans import SourceImage
 
-FORMAT = 1
+FORMAT = 2                        # 2: the index checks the records file (size, CRC-32)
+RECORD_FEATURES = sorted(features.BYTES_FEATURES + features.INT_FEATURES
+                         + features.FLOAT_FEATURES)
+COPY_CHUNK = 8 << 20
 CACHE_DIR_NAME = ".span_cache"    # hidden, like TFX's own .system: not an output key
 
 Decoded = tuple[Optional[bytes], Optional[str]]     # (the serialized example, why rejected)
@@ -50,11 +59,96 @@ def cache_dir_for(examples_uri: str, output_key: str = "examples") -> Optional[s
     return os.path.join(os.path.dirname(outputs), CACHE_DIR_NAME)
 
 
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A span's complete cache entry: its records file and each image's rejection."""
+    span: str
+    records: str
+    index: str
+    reasons: list[Optional[str]]        # per image, in listing order; None: accepted
+    size: int                           # of the records file, as written
+    crc32: int
+
+
 def span_key(images: Sequence[SourceImage], max_pixels: int) -> str:
     listing = [[image.uri, image.object.generation if image.object else "",
                 image.object.size if image.object else -1] for image in images]
-    text = json.dumps({"format": FORMAT, "max_pixels": int(max_pixels), "images": listing})
+    text = json.dumps({"format": FORMAT, "max_pixels": int(max_pixels),
+                       "features": RECORD_FEATURES, "images": listing})
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _paths(images: Sequence[SourceImage], span: str, cache_dir: str, max_pixels: int):
+    key = span_key(images, max_pixels)
+    folder = os.path.join(cache_dir, span)
+    return key, folder, os.path.join(folder, f"{key}.tfrecord.gz"), \
+        os.path.join(folder, f"{key}.json")
+
+
+def lookup(images: Sequence[SourceImage], span: str, cache_dir: Optional[str],
+           max_pixels: int) -> Optional[Entry]:
+    """The span's entry when it matches this listing, else None (a miss)."""
+    if cache_dir is None:
+        return None
+    import tensorflow as tf
+
+    _, _, records, index = _paths(images, span, cache_dir, max_pixels)
+    if not tf.io.gfile.exists(index):
+        return None
+    try:
+        with tf.io.gfile.GFile(index) as handle:
+            entry = json.load(handle)
+        listed, size, crc = entry["images"], int(entry["bytes"]), int(entry["crc32"])
+    except (ValueError, KeyError, TypeError, tf.errors.OpError):
+        return None
+    if entry.get("format") != FORMAT or [u for u, _ in listed] != [i.uri for i in images]:
+        return None
+    if not tf.io.gfile.exists(records):
+        return None
+    return Entry(span, records, index, [reason for _, reason in listed], size, crc)
+
+
+def copy_records(entry: Entry, destinations: Sequence[str]) -> None:
+    """The entry's records file, byte for byte, to each destination: read once, and its
+    size and CRC-32 checked against the index before the task may succeed. A mismatch
+    drops the entry and raises CacheDamaged: the retry decodes the span again."""
+    import tensorflow as tf
+
+    outs = [tf.io.gfile.GFile(path, "wb") for path in destinations]
+    size, crc = 0, 0
+    try:
+        with tf.io.gfile.GFile(entry.records, "rb") as source:
+            while chunk := source.read(COPY_CHUNK):
+                size, crc = size + len(chunk), zlib.crc32(chunk, crc)
+                for out in outs:
+                    out.write(chunk)
+    except tf.errors.OpError as exc:
+        _damaged(entry, f"unreadable ({type(exc).__name__}: {exc})")
+    finally:
+        for out in outs:
+            out.close()
+    if (size, crc) != (entry.size, entry.crc32):
+        _damaged(entry, f"{size} bytes with CRC-32 {crc:08x}, the index says "
+                        f"{entry.size} bytes with {entry.crc32:08x}")
+
+
+def _damaged(entry: Entry, what: str):
+    import tensorflow as tf
+
+    tf.io.gfile.remove(entry.index)              # the retry makes the entry anew
+    raise CacheDamaged(
+        f"the cached examples of span {entry.span} ({entry.records}) are damaged: {what}; "
+        "the entry is dropped and the task's retry decodes the span's images again")
+
+
+def _checksum(path: str) -> tuple[int, int]:
+    import tensorflow as tf
+
+    size, crc = 0, 0
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        while chunk := handle.read(COPY_CHUNK):
+            size, crc = size + len(chunk), zlib.crc32(chunk, crc)
+    return size, crc
 
 
 def span_examples(images: Sequence[SourceImage], span: str, cache_dir: Optional[str],
@@ -72,26 +166,20 @@ def span_examples(images: Sequence[SourceImage], span: str, cache_dir: Optional[
         return
     import tensorflow as tf
 
-    key = span_key(images, max_pixels)
-    folder = os.path.join(cache_dir, span)
-    records, index = (os.path.join(folder, f"{key}{ext}") for ext in (".tfrecord.gz", ".json"))
-    cached = _read_index(index, images)
-    if cached is not None and tf.io.gfile.exists(records):
-        stored = iter(tf.data.TFRecordDataset(records, compression_type="GZIP"))
-        for image, reason in zip(images, cached):
+    cached = lookup(images, span, cache_dir, max_pixels)
+    if cached is not None:
+        stored = iter(tf.data.TFRecordDataset(cached.records, compression_type="GZIP"))
+        for image, reason in zip(images, cached.reasons):
             if reason:
                 yield image, None, reason
                 continue
             try:
                 serialized = next(stored).numpy()
             except (StopIteration, tf.errors.OpError) as exc:
-                tf.io.gfile.remove(index)           # the retry makes the entry anew
-                raise CacheDamaged(
-                    f"the cached examples of span {span} ({records}) are damaged at "
-                    f"{image.uri} ({type(exc).__name__}: {exc}); the entry is dropped "
-                    "and the task's retry decodes the span's images again") from None
+                _damaged(cached, f"at {image.uri} ({type(exc).__name__}: {exc})")
             yield image, serialized, None
         return
+    key, folder, records, index = _paths(images, span, cache_dir, max_pixels)
     tf.io.gfile.makedirs(folder)
     reasons = []
     with tf.io.TFRecordWriter(records, options="GZIP") as writer:
@@ -101,27 +189,10 @@ def span_examples(images: Sequence[SourceImage], span: str, cache_dir: Optional[
                 writer.write(serialized)
             reasons.append(reason)
             yield image, serialized, reason
+    size, crc = _checksum(records)
     with tf.io.gfile.GFile(index, "w") as handle:      # last: the entry is complete
-        json.dump({"format": FORMAT, "key": key,
+        json.dump({"format": FORMAT, "key": key, "bytes": size, "crc32": crc,
                    "images": [[i.uri, r] for i, r in zip(images, reasons)]}, handle)
     for name in tf.io.gfile.listdir(folder):
         if not name.startswith(key):
             tf.io.gfile.remove(os.path.join(folder, name))
-
-
-def _read_index(index: str, images: Sequence[SourceImage]) -> Optional[list[Optional[str]]]:
-    """The cached rejection reasons, image by image, or None for a miss (no entry, an
-    unreadable one, or one that lists other images)."""
-    import tensorflow as tf
-
-    if not tf.io.gfile.exists(index):
-        return None
-    try:
-        with tf.io.gfile.GFile(index) as handle:
-            entry = json.load(handle)
-        listed = entry["images"]
-    except (ValueError, KeyError, TypeError, tf.errors.OpError):
-        return None
-    if entry.get("format") != FORMAT or [u for u, _ in listed] != [i.uri for i in images]:
-        return None
-    return [reason for _, reason in listed]

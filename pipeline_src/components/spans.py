@@ -136,6 +136,7 @@ def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:
 @dataclasses.dataclass
 class SplitPlan:
     splits: dict[str, list[SourceImage]]
+    spans: dict[str, list[SourceImage]]   # "corpus", then each night to tonight: its listing
     eval_mode: str            # newest_night | hash
     previous_night: Optional[str]
     storage: object = None    # what reads the images (LocalStorage | GCSStorage)
@@ -162,6 +163,7 @@ def plan_splits(input_base: str | os.PathLike, night: dt.date, eval_split: str,
     return SplitPlan(
         splits={features.TRAIN: train, features.EVAL: evaluation,
                 features.PREVIOUS: baseline},
+        spans={"corpus": corpus, **{n.isoformat(): spans.night_images(n) for n in nights}},
         eval_mode=mode,
         previous_night=earlier[-1].isoformat() if earlier else None,
         storage=spans.storage)

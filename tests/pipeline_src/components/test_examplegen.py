@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
 
+import emerald_testing as testing
 from pipeline_src import features
 from pipeline_src.components import examplegen, spans as span_plan
 from pipeline_src.tools import synth
@@ -97,9 +97,7 @@ def test_examples_carry_the_contract_features_and_bad_images_are_recorded(spans,
     assert set(rejected) == {"object", "reason"}
     assert rejected["object"] == str(corrupt)
     assert rejected["reason"].startswith("corrupt or truncated image: ")
-    path = tmp_path / "Split-eval" / "data_tfrecord-00000-of-00001.gz"
-    records = list(tf.data.TFRecordDataset(str(path), compression_type="GZIP"))
-    example = tf.train.Example.FromString(records[0].numpy())
+    example = testing.split_examples(str(tmp_path), features.EVAL)[0]
     feats = example.features.feature
     assert set(feats) == DOCUMENTED_FEATURES                   # what README.md promises
     assert feats[features.SOURCE].bytes_list.value[0] == b"toto"

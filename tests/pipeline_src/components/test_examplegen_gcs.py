@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
 from tfx.types import standard_artifacts
 
 import emerald_testing as testing
@@ -78,9 +77,7 @@ def written(examples, root: str) -> dict:
     out = Path(examples.uri)
     records = {}
     for split in (features.TRAIN, features.EVAL, features.PREVIOUS):
-        path = out / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz"
-        records[split] = [tf.train.Example.FromString(r.numpy())
-                          for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+        records[split] = testing.split_examples(str(out), split)
     rejected = [{**r, "object": r["object"].removeprefix(root.rstrip("/") + "/")}
                 for r in json.loads((out / "rejected.json").read_text())]
     props = {name: examples.get_string_custom_property(name)

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
 from tfx.types import standard_artifacts
 
 import emerald_testing as testing
@@ -62,17 +61,10 @@ def written(examples) -> dict:
     """Each split's records (serialized) and the rejections, as a night's consumers see them."""
     out = {}
     for split in SPLITS:
-        path = os.path.join(examples.uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
-        out[split] = _examples(path)
+        out[split] = testing.split_examples(examples.uri, split)
     out["rejected"] = json.loads(Path(examples.uri, "rejected.json").read_text())
     out["split_counts"] = examples.get_string_custom_property("split_counts")
     return out
-
-
-def _examples(path: str) -> list:
-    """The split's tf.Examples (parsed: a proto map serializes in no fixed order)."""
-    return [tf.train.Example.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
 
 
 def _night_images(spans: Path, night: dt.date) -> set[str]:
@@ -94,8 +86,8 @@ def test_a_night_decodes_only_its_own_images_and_writes_what_an_uncached_night_w
         examplegen.plan_splits(spans, THIRD, "newest_night", 25),
         str(tmp_path / "by-hand"), testing.BAD_MAX_PIXELS)          # no cache_dir: all read
     assert len(reads) == 9 + 6 + 6 + 6
-    by_hand = {split: _examples(str(tmp_path / "by-hand" / f"Split-{split}" /
-                                    "data_tfrecord-00000-of-00001.gz")) for split in SPLITS}
+    by_hand = {split: testing.split_examples(str(tmp_path / "by-hand"), split)
+               for split in SPLITS}
     cached = written(third)
     assert {split: cached[split] for split in SPLITS} == by_hand      # the same, in order
     assert json.loads(cached["split_counts"]) == uncached["counts"] == {
@@ -161,3 +153,56 @@ def test_the_key_changes_with_the_listing_and_the_settings(spans):
     assert span_cache.span_key(corpus, 1000) == key
     assert span_cache.span_key(corpus, 2000) != key           # max_pixels decides rejections
     assert span_cache.span_key(corpus[1:], 1000) != key
+
+
+def test_a_cached_span_is_copied_whole_one_file_per_span_in_each_split(spans, tmp_path, reads):
+    execute(spans, tmp_path, SECOND, 1)
+    third = execute(spans, tmp_path, THIRD, 2)
+    train = sorted(os.listdir(os.path.join(third.uri, f"Split-{features.TRAIN}")))
+    assert train == [f"data_tfrecord-0000{i}-of-00003.gz" for i in range(3)]  # corpus, 2 nights
+    cache = tmp_path / "ImageExampleGen" / ".span_cache"
+    for span, shard in (("corpus", train[0]), (FIRST.isoformat(), train[1])):
+        (records,) = (cache / span).glob("*.tfrecord.gz")
+        assert Path(third.uri, f"Split-{features.TRAIN}", shard).read_bytes() == \
+            records.read_bytes()                                  # byte for byte, not re-encoded
+    (second_night,) = (cache / SECOND.isoformat()).glob("*.tfrecord.gz")
+    assert Path(third.uri, f"Split-{features.PREVIOUS}", "data_tfrecord-00000-of-00001.gz"
+                ).read_bytes() == second_night.read_bytes()       # last night, in two splits
+
+
+def test_a_flipped_byte_in_an_entry_of_the_same_size_fails_the_copy_and_drops_the_entry(
+        spans, tmp_path, reads):
+    good = written(execute(spans, tmp_path, SECOND, 1))
+    (records,) = (tmp_path / "ImageExampleGen" / ".span_cache" / "corpus").glob("*.tfrecord.gz")
+    data = bytearray(records.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    records.write_bytes(bytes(data))
+    with pytest.raises(span_cache.CacheDamaged, match="span corpus.*CRC-32"):
+        execute(spans, tmp_path, SECOND, 2)
+    assert not list(records.parent.glob("*.json"))                # the entry is dropped
+    reads.clear()
+    assert written(execute(spans, tmp_path, SECOND, 3)) == good
+    assert len([r for r in reads if "/corpus/" in r]) == 9
+
+
+def test_a_span_the_hash_split_divides_is_copied_record_by_record(spans, tmp_path, reads):
+    execute(spans, tmp_path / "cached", SECOND, 1, eval_split="hash", hash_eval_percent=50)
+    reads.clear()
+    cached = written(execute(spans, tmp_path / "cached", SECOND, 2, eval_split="hash",
+                             hash_eval_percent=50))
+    assert reads == []
+    by_hand = examplegen.write_splits(examplegen.plan_splits(spans, SECOND, "hash", 50),
+                                      str(tmp_path / "by-hand"), testing.BAD_MAX_PIXELS)
+    assert json.loads(cached["split_counts"]) == by_hand["counts"]
+    assert by_hand["counts"][features.TRAIN] and by_hand["counts"][features.EVAL]
+    for split in (features.TRAIN, features.EVAL):
+        assert cached[split] == testing.split_examples(str(tmp_path / "by-hand"), split)
+
+
+def test_the_key_changes_with_the_features_a_record_holds(spans, monkeypatch):
+    from pipeline_src.components.spans import list_spans
+
+    corpus = list_spans(spans).corpus
+    key = span_cache.span_key(corpus, 1000)
+    monkeypatch.setattr(span_cache, "RECORD_FEATURES", span_cache.RECORD_FEATURES + ["new"])
+    assert span_cache.span_key(corpus, 1000) != key
