@@ -52,6 +52,9 @@ FULL_RETRAIN = "{{ params.get('full_retrain', False) }}"
 # ({"train": {"corpus": 120, "2024-06-01": 30}, ...}): ImageExampleGen writes it,
 # `emerald lineage` reads what a model learnt from out of MLMD.
 EXAMPLES_NIGHT_COUNTS = "night_counts"
+# Beside it, in the artifact's folder: each split's feature summary, merged span by
+# span (validation/summary.py); the report's training baseline.
+FEATURE_SUMMARY_FILE = "feature_summary.json"
 
 # The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
 SMALL_CNN = "small_cnn"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -271,6 +272,10 @@ def test_night_report_is_written_next_to_the_run(nights):
     assert "aspect_ratio" in page and "KS distance" in page and "FINDING (blocks)" in page
     assert "class='statistics'" in page      # TFDV statistics, tonight vs training
     assert "aspect_ratio</td><td>mean 0.750" in page   # tonight: every photo is 3:4
+    # Training's column, merged span by span by ExampleGen: every corpus photo landscape.
+    assert f"training ({summary['splits']['train']} examples)" in page
+    training_aspect = re.search(r"aspect_ratio</td><td>[^<]*</td><td>mean ([0-9.]+)", page)
+    assert training_aspect and float(training_aspect.group(1)) > 1.2, training_aspect
     # A histogram per comparison, and a trend per property over the nights so far.
     assert page.count('class="emerald-histogram"') == len(summary["validation"]["comparisons"])
     assert page.count('class="emerald-trend"') == len(summary["validation"]["comparisons"])

@@ -32,6 +32,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline_src import features, images, names
 from pipeline_src.components import span_cache
 from pipeline_src.components.spans import SourceImage, SplitPlan, plan_splits, span_of
+from pipeline_src.validation import summary as feature_summary
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
     `model.data` read by the pattern `Split-{name}/*`. With `cache_dir`, a span whose
     listing is unchanged since its examples were made is copied, not decoded: its
     records file whole into each split holding the whole span (span_cache.py).
+    Each split's feature summary is merged from its spans' (validation/summary.py):
+    a cached span's from its entry, so the training baseline costs no pass over the
+    history.
     """
     import tensorflow as tf
 
@@ -103,6 +107,7 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
     counts = dict.fromkeys(plan.splits, 0)
     night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
+    summaries = {split: feature_summary.empty() for split in plan.splits}
 
     def decode(image: SourceImage) -> span_cache.Decoded:
         try:
@@ -131,6 +136,8 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
             span_cache.copy_records(entry, list(shards[span].values()))
             for image, reason in zip(listing, entry.reasons):
                 account(image, reason)
+            for split in shards[span]:
+                summaries[split] = feature_summary.merge([summaries[split], entry.summary])
             continue
         writers = {split: tf.io.TFRecordWriter(path, options="GZIP")
                    for split, path in shards[span].items()}
@@ -139,12 +146,15 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
                     listing, span, cache_dir, max_pixels, decode):
                 account(image, reason)
                 if reason is None:
+                    values = feature_summary.values_of(serialized)
                     for split in splits_of[image.uri]:
                         writers[split].write(serialized)
+                        feature_summary.add(summaries[split], values)
         finally:
             for writer in writers.values():
                 writer.close()
-    return {"counts": counts, "night_counts": night_counts, "rejected": rejected}
+    return {"counts": counts, "night_counts": night_counts, "rejected": rejected,
+            "summaries": summaries}
 
 
 def _shard_name(index: int, count: int) -> str:
@@ -216,6 +226,8 @@ class Executor(base_executor.BaseExecutor):
         examples.set_int_custom_property("rejected_count", len(result["rejected"]))
         _write_text(os.path.join(examples.uri, "rejected.json"),
                     json.dumps(result["rejected"], indent=1))
+        _write_text(os.path.join(examples.uri, names.FEATURE_SUMMARY_FILE),
+                    json.dumps(result["summaries"], sort_keys=True))
         if not result["counts"][features.TRAIN]:
             raise ValueError(f"no training images under {input_base} for night {night}")
 

@@ -7,7 +7,9 @@ night are the same photos night after night. So a span's examples, once made, ar
 kept under `{pipeline root}/ImageExampleGen/.span_cache/{span}/`:
 
 - `{key}.tfrecord.gz`: the tf.Examples of its accepted images, in listing order;
-- `{key}.json`: every image in listing order, with why it was rejected, if it was.
+- `{key}.json`: every image in listing order, with why it was rejected, if it was;
+  the records file's size and CRC-32; the summary of its features
+  (`validation.summary`), which the training baseline merges span by span.
 
 A night then decodes only the spans whose listing changed: tonight's, a night with
 late or re-uploaded photos, a span damaged on disk (a rewritten file has another
@@ -34,6 +36,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from pipeline_src import features
 from pipeline_src.components.spans import SourceImage
+from pipeline_src.validation import summary as feature_summary
 
 FORMAT = 2                        # 2: the index checks the records file (size, CRC-32)
 RECORD_FEATURES = sorted(features.BYTES_FEATURES + features.INT_FEATURES
@@ -68,6 +71,7 @@ class Entry:
     reasons: list[Optional[str]]        # per image, in listing order; None: accepted
     size: int                           # of the records file, as written
     crc32: int
+    summary: feature_summary.Summary    # of its records
 
 
 def span_key(images: Sequence[SourceImage], max_pixels: int) -> str:
@@ -99,13 +103,14 @@ def lookup(images: Sequence[SourceImage], span: str, cache_dir: Optional[str],
         with tf.io.gfile.GFile(index) as handle:
             entry = json.load(handle)
         listed, size, crc = entry["images"], int(entry["bytes"]), int(entry["crc32"])
+        summary = entry["summary"]
     except (ValueError, KeyError, TypeError, tf.errors.OpError):
         return None
     if entry.get("format") != FORMAT or [u for u, _ in listed] != [i.uri for i in images]:
         return None
     if not tf.io.gfile.exists(records):
         return None
-    return Entry(span, records, index, [reason for _, reason in listed], size, crc)
+    return Entry(span, records, index, [reason for _, reason in listed], size, crc, summary)
 
 
 def copy_records(entry: Entry, destinations: Sequence[str]) -> None:
@@ -181,17 +186,19 @@ def span_examples(images: Sequence[SourceImage], span: str, cache_dir: Optional[
         return
     key, folder, records, index = _paths(images, span, cache_dir, max_pixels)
     tf.io.gfile.makedirs(folder)
-    reasons = []
+    reasons, summary = [], feature_summary.empty()
     with tf.io.TFRecordWriter(records, options="GZIP") as writer:
         for image in images:
             serialized, reason = decode(image)
             if serialized is not None:
                 writer.write(serialized)
+                feature_summary.add_serialized(summary, serialized)
             reasons.append(reason)
             yield image, serialized, reason
     size, crc = _checksum(records)
     with tf.io.gfile.GFile(index, "w") as handle:      # last: the entry is complete
         json.dump({"format": FORMAT, "key": key, "bytes": size, "crc32": crc,
+                   "summary": summary,
                    "images": [[i.uri, r] for i, r in zip(images, reasons)]}, handle)
     for name in tf.io.gfile.listdir(folder):
         if not name.startswith(key):

@@ -10,10 +10,13 @@ import os
 import re
 from typing import Any, Optional, Sequence
 
+from pipeline_src import features
 from pipeline_src.config import Config
 from pipeline_src.decision import blessing as blessing_lib
-from pipeline_src.names import (ALERTS_FILE, EXAMPLE_VALIDATOR, NIGHT_REPORT_ROUTE, REPORT_FILE,
+from pipeline_src.names import (ALERTS_FILE, EXAMPLE_GEN, EXAMPLE_VALIDATOR,
+                                FEATURE_SUMMARY_FILE, NIGHT_REPORT_ROUTE, REPORT_FILE,
                                 STATISTICS_GEN, SUMMARY_FILE, TRAINER)
+from pipeline_src.validation import summary as feature_summary
 
 COMPARISONS_TYPE = "EmeraldDistributionComparisons"   # the detector's artifact type
 _VALUE_RE = re.compile(r"is ([0-9.eE+-]+).*?threshold ([0-9.eE+-]+)", re.S)
@@ -248,27 +251,64 @@ def report_url(night: str, base_url: Optional[str] = None) -> str:
     return base_url.rstrip("/") + NIGHT_REPORT_ROUTE.format(night=night)
 
 
+IMAGE_ROW = "encoded images (bytes)"
+
+
+def _numeric_row(mean: float, sd: float, low: float, high: float) -> str:
+    return f"mean {mean:.3f}, sd {sd:.3f}, min {low:.3f}, max {high:.3f}"
+
+
+def _categorical_row(unique: int, top: Sequence[tuple[str, float]]) -> str:
+    return f"{unique} unique; top: " + ", ".join(f"{v} {c:.0f}" for v, c in top[:4])
+
+
 def _feature_rows(stats) -> dict[str, str]:
-    """Feature -> a one-line description of its distribution in one split."""
+    """Feature -> a one-line description of its distribution in one split (TFDV's)."""
     rows = {}
     for feature in stats.features:
         name = ".".join(feature.path.step) or feature.name
         if feature.HasField("num_stats"):
             n = feature.num_stats
-            rows[name] = f"mean {n.mean:.3f}, sd {n.std_dev:.3f}, min {n.min:.3f}, max {n.max:.3f}"
+            rows[name] = _numeric_row(n.mean, n.std_dev, n.min, n.max)
         elif feature.HasField("bytes_stats") or (
                 feature.HasField("string_stats") and feature.string_stats.top_values
                 and feature.string_stats.top_values[0].value == "__BYTES_VALUE__"):
-            rows[name] = "encoded images (bytes)"
+            rows[name] = IMAGE_ROW
         elif feature.HasField("string_stats"):
-            top = ", ".join(f"{v.value} {v.frequency:.0f}" for v in feature.string_stats.top_values[:4])
-            rows[name] = f"{feature.string_stats.unique} unique; top: {top}"
+            rows[name] = _categorical_row(feature.string_stats.unique, [
+                (v.value, v.frequency) for v in feature.string_stats.top_values])
     return rows
 
 
-def _statistics_html(config: Config, tfx_run_id: str) -> str:
-    """TFDV statistics of tonight (eval) against training, as a plain table.
+def _summary_rows(summary: feature_summary.Summary) -> dict[str, str]:
+    """The same rows from a merged feature summary (ExampleGen's, span by span)."""
+    rows = {features.IMAGE: IMAGE_ROW} if summary["count"] else {}
+    for name in summary["numeric"]:
+        n = feature_summary.numeric(summary, name)
+        rows[name] = _numeric_row(n["mean"], n["std_dev"], n["min"], n["max"])
+    for name in summary["categorical"]:
+        top = feature_summary.top_values(summary, name)
+        rows[name] = _categorical_row(len(top), top)
+    return rows
 
+
+def _training_summary(outputs: dict) -> Optional[feature_summary.Summary]:
+    """The train split's summary that tonight's ExampleGen merged, None if it made none."""
+    import tensorflow as tf
+
+    for _, artifact in outputs.get(EXAMPLE_GEN, []):
+        path = os.path.join(artifact.uri, FEATURE_SUMMARY_FILE)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as handle:
+                return json.load(handle).get(features.TRAIN)
+    return None
+
+
+def _statistics_html(config: Config, tfx_run_id: str) -> str:
+    """Tonight (eval, TFDV's statistics) against training, as a plain table.
+
+    Training's column is ExampleGen's summary, merged span by span, not TFDV's:
+    StatisticsGen leaves the train split out, so its cost is tonight's (issue 11).
     TFDV's own Facets view needs scripts from the internet; a table reads anywhere.
     """
     import html
@@ -276,18 +316,19 @@ def _statistics_html(config: Config, tfx_run_id: str) -> str:
     from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.types.standard_artifacts import ExampleStatistics
 
-    for _, artifact in run_outputs(open_store(config), tfx_run_id).get(STATISTICS_GEN, []):
+    outputs = run_outputs(open_store(config), tfx_run_id)
+    for _, artifact in outputs.get(STATISTICS_GEN, []):
         stats = ExampleStatistics()
         stats.set_mlmd_artifact(artifact)
-        tonight, training = (stats_artifact_utils.load_statistics(stats, split).proto().datasets[0]
-                             for split in ("eval", "train"))
-        left, right = _feature_rows(tonight), _feature_rows(training)
+        tonight = stats_artifact_utils.load_statistics(stats, features.EVAL).proto().datasets[0]
+        training = _training_summary(outputs) or feature_summary.empty()
+        left, right = _feature_rows(tonight), _summary_rows(training)
         body = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(left.get(name, '-'))}</td>"
             f"<td>{html.escape(right.get(name, '-'))}</td></tr>"
             for name in sorted(set(left) | set(right)))
         return (f"<table class='statistics'><tr><th>feature</th><th>tonight (eval, "
-                f"{tonight.num_examples} examples)</th><th>training ({training.num_examples} "
+                f"{tonight.num_examples} examples)</th><th>training ({training['count']} "
                 f"examples)</th></tr>{body}</table>")
     return "<p>No statistics for this run (StatisticsGen did not complete).</p>"
 

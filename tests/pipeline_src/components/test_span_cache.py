@@ -206,3 +206,24 @@ def test_the_key_changes_with_the_features_a_record_holds(spans, monkeypatch):
     key = span_cache.span_key(corpus, 1000)
     monkeypatch.setattr(span_cache, "RECORD_FEATURES", span_cache.RECORD_FEATURES + ["new"])
     assert span_cache.span_key(corpus, 1000) != key
+
+
+def test_a_cached_nights_feature_summaries_are_an_uncached_nights(spans, tmp_path):
+    from pipeline_src.validation import summary as feature_summary
+
+    execute(spans, tmp_path / "cached", FIRST, 1)
+    execute(spans, tmp_path / "cached", SECOND, 2)
+    third = execute(spans, tmp_path / "cached", THIRD, 3)
+    cached = json.loads(Path(third.uri, "feature_summary.json").read_text())
+    by_hand = examplegen.write_splits(examplegen.plan_splits(spans, THIRD, "newest_night", 25),
+                                      str(tmp_path / "by-hand"), testing.BAD_MAX_PIXELS)
+    for split in SPLITS:
+        ours, truth = cached[split], by_hand["summaries"][split]
+        assert ours["count"] == truth["count"] == json.loads(
+            third.get_string_custom_property("split_counts"))[split]
+        assert ours["categorical"] == truth["categorical"]
+        for name in feature_summary.NUMERIC:
+            assert feature_summary.numeric(ours, name) == pytest.approx(
+                feature_summary.numeric(truth, name), rel=1e-9), (split, name)
+    assert cached[features.TRAIN]["categorical"][features.NIGHT] == {
+        "corpus": 9, FIRST.isoformat(): 6, SECOND.isoformat(): 6}

@@ -6,15 +6,20 @@ a shuffle keyed by the value) unless the schema says the feature is an image
 distinct "string" carried through that shuffle: StatisticsGen's memory and time
 then grow with the bytes of everything ever ingested (BENCHMARKS.md, "Peak memory
 per node"). With it, the image is a bytes feature: sizes only, no value counts.
+
+StatisticsGen describes tonight's split alone; the training baseline the report
+shows is ExampleGen's feature summary, merged span by span, and says what TFDV
+over the whole train split says.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
-from pipeline_src import features
+from pipeline_src import features, names
 from pipeline_src.components import examplegen, spans as span_plan
 from pipeline_src.orchestration import compile as compiled
 from pipeline_src.orchestration.pipeline import schema
@@ -35,10 +40,12 @@ def examples(tmp_path_factory):
     artifact.uri = str(tmp_path_factory.mktemp("examples"))
     result = examplegen.write_splits(plan, artifact.uri, max_pixels=10_000_000)
     artifact.split_names = artifact_utils.encode_split_names(sorted(result["counts"]))
+    (Path(artifact.uri) / names.FEATURE_SUMMARY_FILE).write_text(   # as the Executor does
+        json.dumps(result["summaries"]))
     return artifact
 
 
-def _statistics(examples, tmp_path, with_schema: bool):
+def _statistics(examples, tmp_path, with_schema: bool, split: str = features.EVAL):
     from google.protobuf import text_format
     from tfx.components.statistics_gen import executor as statistics_gen
     from tfx.components.statistics_gen import stats_artifact_utils
@@ -58,7 +65,7 @@ def _statistics(examples, tmp_path, with_schema: bool):
         beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(tmp_path / "tmp"),
         unique_id="1"))
     executor.Do(inputs, {"statistics": [statistics]}, {"exclude_splits": "[]"})
-    stats = stats_artifact_utils.load_statistics(statistics, features.EVAL).proto().datasets[0]
+    stats = stats_artifact_utils.load_statistics(statistics, split).proto().datasets[0]
     return {".".join(f.path.step): f for f in stats.features}
 
 
@@ -82,3 +89,29 @@ def test_the_pipeline_gives_statisticsgen_the_schema():
                if n["pipelineNode"]["nodeInfo"]["id"] == "StatisticsGen"]
     assert {"examples", "schema"} <= set(node["inputs"]["inputs"]), json.dumps(
         node["inputs"], indent=1)[:2000]
+
+
+def test_the_merged_training_summary_says_what_tfdv_says_over_the_train_split(examples, tmp_path):
+    from pipeline_src.validation import summary as feature_summary
+
+    tfdv = _statistics(examples, tmp_path, with_schema=True, split=features.TRAIN)
+    training = json.loads((Path(examples.uri) / names.FEATURE_SUMMARY_FILE).read_text())[
+        features.TRAIN]                                  # the corpus span, as ExampleGen merged it
+    assert training["count"] == 9 == tfdv[features.LABEL].string_stats.common_stats.num_non_missing
+    for name in feature_summary.NUMERIC:
+        ours, theirs = feature_summary.numeric(training, name), tfdv[name].num_stats
+        assert (ours["mean"], ours["std_dev"], ours["min"], ours["max"]) == pytest.approx(
+            (theirs.mean, theirs.std_dev, theirs.min, theirs.max), rel=1e-6, abs=1e-9), name
+    for name in (features.LABEL, features.SOURCE, features.NIGHT, features.ORIENTATION):
+        ours = dict(feature_summary.top_values(training, name))
+        theirs = {v.value: v.frequency for v in tfdv[name].string_stats.top_values}
+        assert ours == theirs and len(ours) == tfdv[name].string_stats.unique, name
+
+
+def test_statisticsgen_describes_tonight_alone():
+    ir = compiled.load_ir_dict()
+    (node,) = [n["pipelineNode"] for n in ir["nodes"]
+               if n["pipelineNode"]["nodeInfo"]["id"] == "StatisticsGen"]
+    excluded = json.loads(node["parameters"]["parameters"]["exclude_splits"]["fieldValue"]
+                          ["stringValue"])
+    assert sorted(excluded) == sorted([features.TRAIN, features.PREVIOUS])
