@@ -137,6 +137,7 @@ class TrainingConfig:
     warm_start: bool                 # start from the serving model when its architecture matches
     warm_start_epochs: int           # a warm night's budget: passes over new + replayed images
     replay_fraction: float           # share of the older history replayed on a warm night
+    replay_max_images: int = 500     # ...and no more than this many (0: no cap): a flat cost
     dropout: float = 0.2             # before the output layer
     architecture: str = "small_cnn"  # names.ARCHITECTURES (pipeline_src/model/model.py)
     backbone_weights: Optional[str] = None   # a backbone's weights: file, gs://, URL, imagenet
@@ -409,6 +410,9 @@ def _training(raw: Mapping) -> TrainingConfig:
     replay = float(raw.get("replay_fraction", 0.25))
     if not 0.0 <= replay <= 1.0:
         raise ConfigError(f"training.replay_fraction {replay} is not in [0, 1]")
+    replay_max = int(raw.get("replay_max_images", 500))
+    if replay_max < 0:
+        raise ConfigError(f"training.replay_max_images {replay_max} is negative (0: no cap)")
     warm_epochs = int(raw.get("warm_start_epochs", 5))
     if warm_epochs < 1:   # a warm night that trains nothing would serve yesterday's model
         raise ConfigError(f"training.warm_start_epochs {warm_epochs} is not at least 1")
@@ -429,7 +433,8 @@ def _training(raw: Mapping) -> TrainingConfig:
                           learning_rate=float(raw["learning_rate"]),
                           warm_start=is_true(raw.get("warm_start", True)),
                           warm_start_epochs=warm_epochs,
-                          replay_fraction=replay, dropout=dropout, architecture=architecture,
+                          replay_fraction=replay, replay_max_images=replay_max,
+                          dropout=dropout, architecture=architecture,
                           backbone_weights=str(weights) if weights else None,
                           tuner_trials=trials, tuner_epochs=trial_epochs,
                           tflite=is_true(raw.get("tflite", True)))

@@ -4,7 +4,8 @@ custom_config keys: labels (list of str), image_size (int), epochs (int),
 batch_size (int), learning_rate (float); optional seed (int, default 42),
 dropout (float, 0.2), architecture (names.ARCHITECTURES, small_cnn), backbone_weights,
 shuffle_buffer (int), warm_start (bool, default false), warm_start_epochs
-(int, default 5), replay_fraction (float, default 0.25), tflite (bool, default
+(int, default 5), replay_fraction (float, default 0.25), replay_max_images (int,
+default 0: no cap), tflite (bool, default
 true: a checked model.tflite beside the SavedModel, tflite.py), tflite_min_agreement
 (float, default 0.99) and FULL_RETRAIN_KEY (bool or "true"/"false", default false:
 the DAG param full_retrain sets it).
@@ -68,6 +69,7 @@ def read_settings(custom_config: Mapping[str, Any] | None) -> dict:
         "warm_start_epochs": int(custom_config.get("warm_start_epochs",
                                                    DEFAULT_WARM_START_EPOCHS)),
         "replay_fraction": float(custom_config.get("replay_fraction", DEFAULT_REPLAY_FRACTION)),
+        "replay_max_images": int(custom_config.get("replay_max_images", 0)),
         "full_retrain": is_true(custom_config.get(FULL_RETRAIN_KEY, False)),
         "dropout": float(custom_config.get("dropout", DEFAULT_DROPOUT)),
         "architecture": str(custom_config.get("architecture", model_lib.SMALL_CNN)),
@@ -114,7 +116,8 @@ def _plan(settings: dict, decision: warm_start.Decision, images) -> dict:
     known = warm_start.known_labels(images, settings["labels"])
     if decision.mode == warm_start.WARM:
         new, replayed = warm_start.select(images, decision.base_record, settings["labels"],
-                                          settings["replay_fraction"], settings["seed"])
+                                          settings["replay_fraction"], settings["seed"],
+                                          settings["replay_max_images"])
         keep, epochs = new | replayed, settings["warm_start_epochs"]
     else:
         new, replayed = known, np.zeros(len(images), bool)
@@ -130,6 +133,7 @@ def _plan(settings: dict, decision: warm_start.Decision, images) -> dict:
         "labels": settings["labels"], "image_size": settings["image_size"],
         "warm_start_epochs": settings["warm_start_epochs"],
         "replay_fraction": settings["replay_fraction"],
+        "replay_max_images": settings["replay_max_images"],
     }
     record["trained_on_nights"] = sorted(record["night_counts"])
     return {"record": record, "keep": keep, "selected": int((new | replayed).sum())}

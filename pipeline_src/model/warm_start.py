@@ -7,8 +7,10 @@ warm night starts from the serving (last blessed) model's weights and trains
 
     the images new to that model  +  a replay sample of the older ones,
 
-the replay (`training.replay_fraction` of the older images) being there so
-the model does not forget the corpus while it adapts to Toto's newest nights.
+the replay (`training.replay_fraction` of the older images, at most
+`training.replay_max_images` of them) being there so the model does not forget
+the corpus while it adapts to Toto's newest nights. The cap is what keeps a warm
+night's cost flat: a share of a history that grows for months would not be.
 
 **Which images are new.** Every Model artifact carries a training record
 (`emerald_training.json`, beside Format-Serving and the reference predictions)
@@ -24,7 +26,7 @@ started: nothing tells what it has seen.
 
 **The replay sample** is deterministic: the older images ranked by a SHA-256
 of (seed, tonight's new nights, the image's fingerprint) and the first
-round(replay_fraction x older) taken. The same data and base model give the
+replay_size() taken. The same data and base model give the
 same sample (a retried Trainer trains on the same images), and the sample
 rotates as the nights go by, so the whole history is replayed over time.
 
@@ -142,13 +144,15 @@ def new_images(images: TrainImages, base_record: Mapping[str, Any]) -> np.ndarra
     return np.array([night in new_nights for night in images.nights], bool)
 
 
-def replay_size(n_older: int, fraction: float) -> int:
-    """round(fraction x n_older), halves up: the configured share of the older history."""
-    return min(n_older, int(math.floor(fraction * n_older + 0.5)))
+def replay_size(n_older: int, fraction: float, max_images: int = 0) -> int:
+    """round(fraction x n_older), halves up: the configured share of the older history,
+    and no more than `max_images` (0: no cap)."""
+    share = min(n_older, int(math.floor(fraction * n_older + 0.5)))
+    return min(share, max_images) if max_images > 0 else share
 
 
 def replay_sample(images: TrainImages, is_new: np.ndarray, fraction: float, seed: int,
-                  eligible: Optional[np.ndarray] = None) -> np.ndarray:
+                  eligible: Optional[np.ndarray] = None, max_images: int = 0) -> np.ndarray:
     """Mask of the replayed older images: deterministic, replay_size() of them.
 
     `eligible` (default all) limits the older images to those training can use
@@ -163,7 +167,7 @@ def replay_sample(images: TrainImages, is_new: np.ndarray, fraction: float, seed
         key = f"{salt}{images.fingerprints[i]}".encode()
         return hashlib.sha256(key).digest(), i
 
-    chosen = sorted(older, key=rank)[:replay_size(len(older), fraction)]
+    chosen = sorted(older, key=rank)[:replay_size(len(older), fraction, max_images)]
     mask = np.zeros(len(images), bool)
     mask[chosen] = True
     return mask
@@ -259,11 +263,12 @@ def known_labels(images: TrainImages, labels: Sequence[str]) -> np.ndarray:
 
 
 def select(images: TrainImages, base_record: Mapping[str, Any], labels: Sequence[str],
-           fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+           fraction: float, seed: int, max_images: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(new, replayed) masks of a warm night, both limited to images with a known label."""
     known = known_labels(images, labels)
     is_new = new_images(images, base_record)
-    return is_new & known, replay_sample(images, is_new, fraction, seed, eligible=known)
+    return is_new & known, replay_sample(images, is_new, fraction, seed, eligible=known,
+                                         max_images=max_images)
 
 
 def trained_on(images: TrainImages, base_record: Optional[Mapping[str, Any]]) -> dict[str, int]:

@@ -36,6 +36,7 @@ def build_pipeline(config: Config, **concrete):
         warm_start=config.training.warm_start,
         warm_start_epochs=config.training.warm_start_epochs,
         replay_fraction=config.training.replay_fraction,
+        replay_max_images=config.training.replay_max_images,
         dropout=config.training.dropout,
         architecture=config.training.architecture,
         backbone_weights=config.training.backbone_weights,

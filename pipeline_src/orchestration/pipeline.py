@@ -124,6 +124,7 @@ def create_pipeline(
     warm_start: bool = False,
     warm_start_epochs: int = 5,
     replay_fraction: float = 0.25,
+    replay_max_images: int = 0,
     dropout: float = 0.2,
     architecture: str = names.SMALL_CNN,
     backbone_weights: Optional[str] = None,
@@ -134,7 +135,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """The nightly pipeline. Paths and night left as None become runtime parameters.
 
-    warm_start, warm_start_epochs, replay_fraction: the Trainer's warm start
+    warm_start, warm_start_epochs, replay_fraction, replay_max_images: the Trainer's warm start
     (pipeline_src/model/warm_start.py), from the serving model. architecture,
     backbone_weights, dropout: the model (pipeline_src/model/model.py).
     tuner_trials > 0 adds a Tuner node (pipeline_src/model/tuner.py) whose best
@@ -218,6 +219,7 @@ def create_pipeline(
         custom_config={**training_config, "warm_start": bool(warm_start),
                        "warm_start_epochs": int(warm_start_epochs),
                        "replay_fraction": float(replay_fraction),
+                       "replay_max_images": int(replay_max_images),
                        "tflite": bool(tflite),
                        "tflite_min_agreement": float(tflite_min_agreement),
                        names.FULL_RETRAIN_KEY: False})

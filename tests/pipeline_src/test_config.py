@@ -140,8 +140,8 @@ def test_a_malformed_config_is_one_clear_config_error(tmp_path, old, new, messag
 
 def test_warm_start_settings_and_their_defaults():
     training = config.load_config(env={}).training
-    assert (training.warm_start, training.warm_start_epochs, training.replay_fraction) == (
-        True, 5, 0.25)
+    assert (training.warm_start, training.warm_start_epochs, training.replay_fraction,
+            training.replay_max_images) == (True, 5, 0.25, 500)
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -149,6 +149,7 @@ def test_warm_start_settings_and_their_defaults():
      r"training.replay_fraction 1.5 is not in \[0, 1\]"),
     ("replay_fraction: 0.25", "replay_fraction: -0.1", "training.replay_fraction -0.1"),
     ("warm_start_epochs: 5", "warm_start_epochs: 0", "training.warm_start_epochs 0"),
+    ("replay_max_images: 500", "replay_max_images: -1", "training.replay_max_images -1"),
 ])
 def test_warm_start_settings_out_of_range_are_rejected(tmp_path, old, new, message):
     _load_edited(tmp_path, old, new, message)

@@ -27,7 +27,7 @@ import model_testing as mt
 BASE_NIGHTS = {"corpus": 4, "2026-01-01": 2}
 NEW_NIGHT = "2026-01-02"
 SETTINGS = {**mt.CUSTOM_CONFIG, "epochs": 2, "warm_start": True, "warm_start_epochs": 1,
-            "replay_fraction": 0.5}
+            "replay_fraction": 0.5, "replay_max_images": 7}
 
 
 def _examples(rng, night: str, per_label: int) -> list[bytes]:
@@ -122,9 +122,10 @@ def test_warm_start_begins_from_the_base_models_weights(nights):
     assert record["mode"] == "warm_start"
     assert record["base_model"] == os.path.dirname(nights.base.serving_model_dir)
     assert record["epochs"] == SETTINGS["warm_start_epochs"]
-    # New: tonight's 2026-01-02 (6 images); replay: half of the 18 the base saw.
+    # New: tonight's 2026-01-02 (6 images); replay: half of the 18 the base saw, capped at 7.
     assert record["new_images"] == 6 and record["new_nights"] == [NEW_NIGHT]
-    assert record["replayed_images"] == 9 and record["train_images"] == 24
+    assert record["replayed_images"] == 7 and record["train_images"] == 24
+    assert record["replay_max_images"] == 7
     assert record["trained_on_nights"] == ["2026-01-01", NEW_NIGHT, "corpus"]
 
 

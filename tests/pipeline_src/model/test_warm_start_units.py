@@ -71,3 +71,17 @@ def test_the_record_counts_what_the_model_has_seen_cumulatively():
     counts = warm_start.trained_on(images, {"night_counts": {"corpus": 5, "2026-01-01": 4}})
     assert counts == {"2026-01-01": 4, "2026-01-02": 3, "corpus": 5}
     assert warm_start.trained_on(images, None) == {"2026-01-02": 3, "corpus": 5}
+
+
+def test_the_replay_is_capped_so_a_warm_nights_budget_stays_flat_as_the_history_grows():
+    """A share of the history grows with it; the cap holds the replay at max_images."""
+    assert [warm_start.replay_size(n, 0.25, max_images=500) for n in (400, 2000, 2001, 4701,
+                                                                      100_000)] == [
+        100, 500, 500, 500, 500]
+    assert warm_start.replay_size(4701, 0.25, max_images=0) == 1175        # 0: no cap
+    images = _images(HISTORY)
+    is_new = warm_start.new_images(images, {"night_counts": {"corpus": 100}})
+    capped = warm_start.replay_sample(images, is_new, 0.5, seed=42, max_images=10)
+    uncapped = warm_start.replay_sample(images, is_new, 0.5, seed=42)
+    assert capped.sum() == 10 and not (capped & is_new).any()
+    assert (capped <= uncapped).all()         # the first ten of the same deterministic ranking
