@@ -55,6 +55,9 @@ EXAMPLES_NIGHT_COUNTS = "night_counts"
 # Beside it, in the artifact's folder: each split's feature summary, merged span by
 # span (validation/summary.py); the report's training baseline.
 FEATURE_SUMMARY_FILE = "feature_summary.json"
+# And each split's property columns, joined span by span (validation/columns.py): the
+# ImageDistributionValidator's samples, the history's without reading its photos.
+PROPERTY_COLUMNS_FILE = "property_columns.json"
 
 # The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
 SMALL_CNN = "small_cnn"

@@ -25,7 +25,8 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact, artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline_src import features
+from pipeline_src import features, names as artifact_names
+from pipeline_src.validation import columns as property_columns
 from pipeline_src.validation import detector
 
 COMPARISONS_FILE = "comparisons.json"
@@ -76,6 +77,24 @@ def _split_uri(examples, split: str) -> str:
     return artifact_utils.get_split_uri([examples], split)
 
 
+def split_properties(examples, names: Sequence[str]):
+    """A function split -> the named properties of its examples, as columns.
+
+    From the property columns ExampleGen wrote beside the splits: a few numbers per
+    image, so the training baseline costs no pass over the history's photos (issue
+    11). An Examples artifact without that file (made before it existed, or by
+    another ExampleGen) is read record by record, with the same result.
+    """
+    import tensorflow as tf
+
+    path = os.path.join(examples.uri, artifact_names.PROPERTY_COLUMNS_FILE)
+    if not tf.io.gfile.exists(path):
+        return lambda split: read_properties(_split_uri(examples, split), names)
+    with tf.io.gfile.GFile(path) as handle:
+        stored = json.load(handle)
+    return lambda split: property_columns.arrays(stored[split], names)
+
+
 def _prediction_family(examples, serving_models: list, settings: dict, specs) -> detector.Family:
     baseline = "the serving model's evaluation data"
     if not serving_models:
@@ -107,15 +126,15 @@ def families(examples, serving_models: list, settings: dict) -> list[detector.Fa
     data_specs = {kind: detector.specs(effects.get(kind, {}), features.COMPARED_CATEGORICAL)
                   for kind in (SKEW, DRIFT)}
     names = sorted({s.name for kind in (SKEW, DRIFT) for s in data_specs[kind]})
-    tonight = read_properties(_split_uri(examples, features.EVAL), names)
-    training = read_properties(_split_uri(examples, features.TRAIN), names)
+    properties = split_properties(examples, names)
+    tonight, training = properties(features.EVAL), properties(features.TRAIN)
     previous_night = examples.get_string_custom_property("previous_night") or "none"
     out = [detector.Family(SKEW, "training", tonight, training, data_specs[SKEW])]
     if previous_night == "none":
         out.append(detector.Family(DRIFT, "last night", {}, {}, data_specs[DRIFT],
                                    skipped="no earlier Toto night"))
     else:
-        previous = read_properties(_split_uri(examples, features.PREVIOUS), names)
+        previous = properties(features.PREVIOUS)
         out.append(detector.Family(DRIFT, f"toto {previous_night}", tonight, previous,
                                    data_specs[DRIFT]))
     prediction_specs = detector.specs(effects.get(PREDICTION, {}), (features.PREDICTED_CLASS,))

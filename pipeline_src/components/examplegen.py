@@ -32,6 +32,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline_src import features, images, names
 from pipeline_src.components import span_cache
 from pipeline_src.components.spans import SourceImage, SplitPlan, plan_splits, span_of
+from pipeline_src.validation import columns as property_columns
 from pipeline_src.validation import summary as feature_summary
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,11 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
     `model.data` read by the pattern `Split-{name}/*`. With `cache_dir`, a span whose
     listing is unchanged since its examples were made is copied, not decoded: its
     records file whole into each split holding the whole span (span_cache.py).
-    Each split's feature summary is merged from its spans' (validation/summary.py):
-    a cached span's from its entry, so the training baseline costs no pass over the
-    history.
+    Each split's feature summary is merged from its spans' (validation/summary.py),
+    and its property columns joined from theirs (validation/columns.py): a cached
+    span's from its entry, so neither the report's training baseline nor the skew
+    test's costs a pass over the history. Both go beside the splits
+    (names.FEATURE_SUMMARY_FILE, names.PROPERTY_COLUMNS_FILE).
     """
     import tensorflow as tf
 
@@ -108,6 +111,7 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
     night_counts: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, str]] = []
     summaries = {split: feature_summary.empty() for split in plan.splits}
+    columns = {split: property_columns.empty() for split in plan.splits}
 
     def decode(image: SourceImage) -> span_cache.Decoded:
         try:
@@ -138,6 +142,7 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
                 account(image, reason)
             for split in shards[span]:
                 summaries[split] = feature_summary.merge([summaries[split], entry.summary])
+                property_columns.extend(columns[split], entry.columns)
             continue
         writers = {split: tf.io.TFRecordWriter(path, options="GZIP")
                    for split, path in shards[span].items()}
@@ -150,9 +155,13 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
                     for split in splits_of[image.uri]:
                         writers[split].write(serialized)
                         feature_summary.add(summaries[split], values)
+                        property_columns.append(columns[split], values)
         finally:
             for writer in writers.values():
                 writer.close()
+    _write_text(os.path.join(output_uri, names.FEATURE_SUMMARY_FILE),
+                json.dumps(summaries, sort_keys=True))
+    _write_text(os.path.join(output_uri, names.PROPERTY_COLUMNS_FILE), json.dumps(columns))
     return {"counts": counts, "night_counts": night_counts, "rejected": rejected,
             "summaries": summaries}
 
@@ -226,8 +235,6 @@ class Executor(base_executor.BaseExecutor):
         examples.set_int_custom_property("rejected_count", len(result["rejected"]))
         _write_text(os.path.join(examples.uri, "rejected.json"),
                     json.dumps(result["rejected"], indent=1))
-        _write_text(os.path.join(examples.uri, names.FEATURE_SUMMARY_FILE),
-                    json.dumps(result["summaries"], sort_keys=True))
         if not result["counts"][features.TRAIN]:
             raise ValueError(f"no training images under {input_base} for night {night}")
 

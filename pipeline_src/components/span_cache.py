@@ -9,7 +9,8 @@ kept under `{pipeline root}/ImageExampleGen/.span_cache/{span}/`:
 - `{key}.tfrecord.gz`: the tf.Examples of its accepted images, in listing order;
 - `{key}.json`: every image in listing order, with why it was rejected, if it was;
   the records file's size and CRC-32; the summary of its features
-  (`validation.summary`), which the training baseline merges span by span.
+  (`validation.summary`), which the training baseline merges span by span, and
+  their columns (`validation.columns`), which the skew test's baseline extends.
 
 A night then decodes only the spans whose listing changed: tonight's, a night with
 late or re-uploaded photos, a span damaged on disk (a rewritten file has another
@@ -36,9 +37,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from pipeline_src import features
 from pipeline_src.components.spans import SourceImage
+from pipeline_src.validation import columns as property_columns
 from pipeline_src.validation import summary as feature_summary
 
-FORMAT = 2                        # 2: the index checks the records file (size, CRC-32)
+FORMAT = 3                        # 2: the records file checked (size, CRC-32); 3: columns
 RECORD_FEATURES = sorted(features.BYTES_FEATURES + features.INT_FEATURES
                          + features.FLOAT_FEATURES)
 COPY_CHUNK = 8 << 20
@@ -72,6 +74,7 @@ class Entry:
     size: int                           # of the records file, as written
     crc32: int
     summary: feature_summary.Summary    # of its records
+    columns: property_columns.Columns   # of its records, in their order
 
 
 def span_key(images: Sequence[SourceImage], max_pixels: int) -> str:
@@ -103,14 +106,15 @@ def lookup(images: Sequence[SourceImage], span: str, cache_dir: Optional[str],
         with tf.io.gfile.GFile(index) as handle:
             entry = json.load(handle)
         listed, size, crc = entry["images"], int(entry["bytes"]), int(entry["crc32"])
-        summary = entry["summary"]
+        summary, columns = entry["summary"], entry["columns"]
     except (ValueError, KeyError, TypeError, tf.errors.OpError):
         return None
     if entry.get("format") != FORMAT or [u for u, _ in listed] != [i.uri for i in images]:
         return None
     if not tf.io.gfile.exists(records):
         return None
-    return Entry(span, records, index, [reason for _, reason in listed], size, crc, summary)
+    return Entry(span, records, index, [reason for _, reason in listed], size, crc, summary,
+                 columns)
 
 
 def copy_records(entry: Entry, destinations: Sequence[str]) -> None:
@@ -186,19 +190,21 @@ def span_examples(images: Sequence[SourceImage], span: str, cache_dir: Optional[
         return
     key, folder, records, index = _paths(images, span, cache_dir, max_pixels)
     tf.io.gfile.makedirs(folder)
-    reasons, summary = [], feature_summary.empty()
+    reasons, summary, columns = [], feature_summary.empty(), property_columns.empty()
     with tf.io.TFRecordWriter(records, options="GZIP") as writer:
         for image in images:
             serialized, reason = decode(image)
             if serialized is not None:
                 writer.write(serialized)
-                feature_summary.add_serialized(summary, serialized)
+                values = feature_summary.values_of(serialized)
+                feature_summary.add(summary, values)
+                property_columns.append(columns, values)
             reasons.append(reason)
             yield image, serialized, reason
     size, crc = _checksum(records)
     with tf.io.gfile.GFile(index, "w") as handle:      # last: the entry is complete
         json.dump({"format": FORMAT, "key": key, "bytes": size, "crc32": crc,
-                   "summary": summary,
+                   "summary": summary, "columns": columns,
                    "images": [[i.uri, r] for i, r in zip(images, reasons)]}, handle)
     for name in tf.io.gfile.listdir(folder):
         if not name.startswith(key):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +14,12 @@ from pipeline_src.config import load_config
 NIGHT_1, NIGHT_2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
 
-def _examples(tmp_path, night):
+def _examples(tmp_path, night, into=None):
     from tfx.types import artifact_utils, standard_artifacts
 
     plan = span_plan.plan_splits(tmp_path / "source", night, "newest_night", 25)
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / f"examples-{night}")
+    examples.uri = str((into or tmp_path) / f"examples-{night}")
     result = examplegen.write_splits(plan, examples.uri, 40_000_000)
     examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
     examples.set_string_custom_property("night", night.isoformat())
@@ -27,19 +28,23 @@ def _examples(tmp_path, night):
 
 
 def _run(tmp_path, night):
+    examples, counts = _examples(tmp_path, night)
+    return (*_validate(examples, tmp_path / f"out-{night}"), counts)
+
+
+def _validate(examples, out_dir):
     from pipeline_src.components import distribution_validator as component
 
     config = load_config(env={})
     settings = component.settings_json(
         labels=config.data.labels, false_alarm_rate=config.validation.false_alarm_rate,
         permutations=999, min_effects=config.validation.min_effects())
-    examples, counts = _examples(tmp_path, night)
     out = component.DistributionComparisons()
-    out.uri = str(tmp_path / f"out-{night}")
-    (tmp_path / f"out-{night}").mkdir()
+    out.uri = str(out_dir)
+    out_dir.mkdir()
     component.Executor().Do({"examples": [examples]}, {"comparisons": [out]},
                             {"settings": settings})
-    return component.load_comparisons(out.uri), out, counts
+    return component.load_comparisons(out.uri), out
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +91,30 @@ def test_a_landscape_night_after_a_portrait_night_drifts_but_does_not_skew(sourc
     assert not by_kind["skew"]["aspect_ratio"]["fired"]
     assert result["tests"] == 18
     json.dumps(result)                                            # all of it is JSON
+
+
+def test_the_baseline_comes_from_the_property_columns_and_equals_the_records(source, tmp_path):
+    """The columns ExampleGen writes are the records' values (as multisets, to the bit),
+    and the comparisons made from them are the ones the records give."""
+    import numpy as np
+
+    from pipeline_src import features, names
+    from pipeline_src.components import distribution_validator as component
+
+    examples, counts = _examples(source, NIGHT_2, into=tmp_path)
+    from_columns, _ = _validate(examples, tmp_path / "from-columns")
+    columns_file = Path(examples.uri) / names.PROPERTY_COLUMNS_FILE
+    compared = features.COMPARED_NUMERIC + features.COMPARED_CATEGORICAL
+    stored = component.split_properties(examples, compared)
+    for split in features.SPLITS:
+        read = component.read_properties(
+            str(Path(examples.uri) / f"Split-{split}"), compared)
+        for name in compared:
+            assert len(stored(split)[name]) == counts[split]
+            assert stored(split)[name].dtype == read[name].dtype, (split, name)
+            assert np.array_equal(np.sort(stored(split)[name]), np.sort(read[name])), (
+                split, name)
+    columns_file.unlink()                  # an artifact without columns: read the records
+    from_records, _ = _validate(examples, tmp_path / "from-records")
+    assert from_records == from_columns
+    assert from_columns["tests"] == 18

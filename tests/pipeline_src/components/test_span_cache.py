@@ -16,7 +16,7 @@ import pytest
 from tfx.types import standard_artifacts
 
 import emerald_testing as testing
-from pipeline_src import features
+from pipeline_src import features, names
 from pipeline_src.components import examplegen, span_cache
 from pipeline_src.tools import synth
 
@@ -227,3 +227,22 @@ def test_a_cached_nights_feature_summaries_are_an_uncached_nights(spans, tmp_pat
                 feature_summary.numeric(truth, name), rel=1e-9), (split, name)
     assert cached[features.TRAIN]["categorical"][features.NIGHT] == {
         "corpus": 9, FIRST.isoformat(): 6, SECOND.isoformat(): 6}
+
+
+def test_a_cached_nights_property_columns_are_an_uncached_nights(spans, tmp_path):
+    from pipeline_src.validation import columns as property_columns
+
+    execute(spans, tmp_path / "cached", FIRST, 1)
+    execute(spans, tmp_path / "cached", SECOND, 2)
+    third = execute(spans, tmp_path / "cached", THIRD, 3)
+    cached = json.loads(Path(third.uri, names.PROPERTY_COLUMNS_FILE).read_text())
+    examplegen.write_splits(examplegen.plan_splits(spans, THIRD, "newest_night", 25),
+                            str(tmp_path / "by-hand"), testing.BAD_MAX_PIXELS)
+    by_hand = json.loads((tmp_path / "by-hand" / names.PROPERTY_COLUMNS_FILE).read_text())
+    counts = json.loads(third.get_string_custom_property("split_counts"))
+    for split in SPLITS:
+        assert set(cached[split]) == set(property_columns.NAMES)
+        assert cached[split] == by_hand[split], split         # same values, same order
+        assert {len(values) for values in cached[split].values()} == {counts[split]}
+    assert sorted(set(cached[features.TRAIN][features.NIGHT])) == [
+        FIRST.isoformat(), SECOND.isoformat(), "corpus"]

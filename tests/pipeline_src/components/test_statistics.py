@@ -40,8 +40,6 @@ def examples(tmp_path_factory):
     artifact.uri = str(tmp_path_factory.mktemp("examples"))
     result = examplegen.write_splits(plan, artifact.uri, max_pixels=10_000_000)
     artifact.split_names = artifact_utils.encode_split_names(sorted(result["counts"]))
-    (Path(artifact.uri) / names.FEATURE_SUMMARY_FILE).write_text(   # as the Executor does
-        json.dumps(result["summaries"]))
     return artifact
 
 
