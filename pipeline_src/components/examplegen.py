@@ -103,6 +103,9 @@ def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
     shards = _shard_paths(plan, splits_of, output_uri)
     for split in plan.splits:
         tf.io.gfile.makedirs(os.path.join(output_uri, f"Split-{split}"))
+    for path in (path for named in shards.values() for path in named.values()):
+        if tf.io.gfile.exists(path):       # a retry into the same folder: a file there may be
+            tf.io.gfile.remove(path)       # a link to a cached span, never to be written into
         if not any(split in named for named in shards.values()):
             with tf.io.TFRecordWriter(os.path.join(         # an empty split: one empty file
                     output_uri, f"Split-{split}", _shard_name(0, 1)), options="GZIP"):

@@ -14,10 +14,10 @@ kept under `{pipeline root}/ImageExampleGen/.span_cache/{span}/`:
 
 A night then decodes only the spans whose listing changed: tonight's, a night with
 late or re-uploaded photos, a span damaged on disk (a rewritten file has another
-generation). The other spans' records file is copied whole into each split that
-holds the whole span (`copy_records`: one pass, no parsing, checked against the
-size and CRC-32 the index keeps); a span the hash split divides is copied record
-by record (`span_examples`).
+generation). The other spans' records file goes whole into each split that holds
+the whole span (`copy_records`: checked against the size and CRC-32 the index
+keeps, then hard-linked on a local disk or copied in one pass without parsing); a
+span the hash split divides is copied record by record (`span_examples`).
 
 The key is a SHA-256 of all that decides a span's records: each object's name,
 generation and size, `max_pixels`, the features a record holds, and FORMAT (bumped
@@ -118,11 +118,33 @@ def lookup(images: Sequence[SourceImage], span: str, cache_dir: Optional[str],
 
 
 def copy_records(entry: Entry, destinations: Sequence[str]) -> None:
-    """The entry's records file, byte for byte, to each destination: read once, and its
-    size and CRC-32 checked against the index before the task may succeed. A mismatch
-    drops the entry and raises CacheDamaged: the retry decodes the span again."""
+    """The entry's records file, byte for byte, to each destination, its size and CRC-32
+    checked against the index before the task may succeed. A mismatch drops the entry
+    and raises CacheDamaged: the retry decodes the span again.
+
+    On a local disk each destination is a hard link to the records file, made after
+    the check: a night then writes no byte of its history, and the history's spans take
+    their room once, however many nights' artifacts hold them. The file is never
+    written again (a changed span gets a new key, hence a new file; the old one is
+    unlinked, which leaves the artifacts' links whole). Elsewhere (gs://, or a disk
+    that refuses links) the file is read once and written to every destination.
+    """
     import tensorflow as tf
 
+    if _linkable(entry.records, destinations):
+        try:
+            size, crc = _checksum(entry.records)
+        except tf.errors.OpError as exc:
+            _damaged(entry, f"unreadable ({type(exc).__name__}: {exc})")
+        _check(entry, size, crc)
+        try:
+            for path in destinations:
+                os.link(entry.records, path)
+            return
+        except OSError:          # another file system, or none that links: copy instead
+            for path in destinations:
+                if os.path.lexists(path):
+                    os.remove(path)
     outs = [tf.io.gfile.GFile(path, "wb") for path in destinations]
     size, crc = 0, 0
     try:
@@ -136,6 +158,14 @@ def copy_records(entry: Entry, destinations: Sequence[str]) -> None:
     finally:
         for out in outs:
             out.close()
+    _check(entry, size, crc)
+
+
+def _linkable(records: str, destinations: Sequence[str]) -> bool:
+    return all("://" not in path for path in (records, *destinations))
+
+
+def _check(entry: Entry, size: int, crc: int) -> None:
     if (size, crc) != (entry.size, entry.crc32):
         _damaged(entry, f"{size} bytes with CRC-32 {crc:08x}, the index says "
                         f"{entry.size} bytes with {entry.crc32:08x}")

@@ -82,7 +82,7 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
 
     keep: one bool per record in input order (list_files, read sequentially):
     only those records are used (a warm night's new + replayed images, see
-    warm_start.py). drop_remainder defaults to `training`; a warm night smaller
+    warm_start.py), read from the files once and kept in memory for the epochs after. drop_remainder defaults to `training`; a warm night smaller
     than one batch turns it off, or it would have no batch at all.
     """
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -93,8 +93,12 @@ def input_fn(file_patterns: Union[str, Iterable[str]],
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if keep is not None:
+        # Kept in memory once filtered: a warm night's selection is bounded (tonight plus
+        # at most replay_max_images), the split it is drawn from is the whole history, so
+        # every epoch after the first reads no file (issue 11).
         mask = tf.constant(list(keep), tf.bool)
         ds = ds.enumerate().filter(lambda i, record: mask[i]).map(lambda i, record: record)
+        ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -170,6 +170,26 @@ def test_a_cached_span_is_copied_whole_one_file_per_span_in_each_split(spans, tm
                 ).read_bytes() == second_night.read_bytes()       # last night, in two splits
 
 
+def test_on_a_local_disk_a_cached_span_is_a_hard_link_and_a_rerun_into_the_folder_keeps_it(
+        spans, tmp_path, reads):
+    execute(spans, tmp_path, SECOND, 1)
+    third = execute(spans, tmp_path, THIRD, 2)
+    (corpus,) = (tmp_path / "ImageExampleGen" / ".span_cache" / "corpus").glob("*.tfrecord.gz")
+    shard = Path(third.uri, f"Split-{features.TRAIN}", "data_tfrecord-00000-of-00003.gz")
+    assert os.path.samefile(shard, corpus) and os.stat(corpus).st_nlink == 2   # first night decoded
+    before = corpus.read_bytes()
+    examplegen.write_splits(examplegen.plan_splits(spans, THIRD, "newest_night", 25), third.uri,
+                            testing.BAD_MAX_PIXELS)          # uncached, into the same folder
+    assert corpus.read_bytes() == before and not os.path.samefile(shard, corpus)
+    def records(path):
+        import tensorflow as tf
+        from tensorflow.core.example import example_pb2
+        return [example_pb2.Example.FromString(r.numpy())      # a map's order may differ
+                for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+
+    assert records(shard) == records(corpus)                 # the same records, decoded anew
+
+
 def test_a_flipped_byte_in_an_entry_of_the_same_size_fails_the_copy_and_drops_the_entry(
         spans, tmp_path, reads):
     good = written(execute(spans, tmp_path, SECOND, 1))

@@ -42,6 +42,29 @@ def test_input_fn_drops_unknown_labels_and_yields_transformed_batches(trained):
 
 
 @pytest.mark.slow
+def test_a_selection_is_read_from_the_files_once_and_kept_for_every_later_epoch(
+        trained, tmp_path):
+    """A warm night's records (`keep`) are filtered out of the whole history once: the
+    second epoch reads no file, so it still runs after the files are gone."""
+    import shutil
+
+    fn_args = trained.fn_args
+    output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    copies = []
+    for number, path in enumerate(data.list_files(fn_args.train_files)):
+        copies.append(str(tmp_path / f"part-{number}.gz"))
+        shutil.copyfile(path, copies[-1])
+    keep = [i % 3 == 0 for i in range(len(list(warm_start.scan(copies).nights)))]
+    ds = data.input_fn(copies, output, 4, training=True, repeat=False, keep=keep,
+                       drop_remainder=False)
+    first = sorted(np.concatenate([label.numpy() for _, label in ds]).tolist())
+    for path in copies:
+        os.remove(path)
+    second = sorted(np.concatenate([label.numpy() for _, label in ds]).tolist())
+    assert second == first and 0 < len(first) <= sum(keep)
+
+
+@pytest.mark.slow
 def test_run_fn_records_a_history_of_every_epoch_that_learned(trained):
     """history.json in the model_run dir: loss and accuracy per epoch, train and eval."""
     fn_args = trained.fn_args
