@@ -54,6 +54,9 @@
 # (editable: config.py finds include/ beside pipeline_src). Its entry point stays
 # Beam's boot program. include/profiles/gcp.yaml names it in the Beam args
 # (--sdk_container_image, with --sdk_location=container: nothing is staged per job).
+# The same image runs the Trainer on Vertex AI (training.vertex): TFX's job runs
+# `python -m tfx.scripts.run_executor` with the Trainer's executor, and this
+# image's `python` is the one the lock is installed into.
 FROM apache/beam_python3.10_sdk:2.62.0 AS dataflow-worker
 COPY requirements.txt /opt/emerald/requirements.txt
 RUN pip install --no-cache-dir -r /opt/emerald/requirements.txt
@@ -61,7 +64,7 @@ COPY pyproject.toml /opt/emerald/pyproject.toml
 COPY pipeline_src /opt/emerald/pipeline_src
 COPY include /opt/emerald/include
 RUN pip install --no-cache-dir --no-deps -e /opt/emerald \
- && python -c "import apache_beam, tensorflow_data_validation, tensorflow_transform, tensorflow_model_analysis, pipeline_src.model.preprocessing; assert apache_beam.__version__ == '2.62.0', apache_beam.__version__"
+ && python -c "import apache_beam, tensorflow_data_validation, tensorflow_transform, tensorflow_model_analysis, tfx.scripts.run_executor, pipeline_src.model.preprocessing, pipeline_src.model.trainer; assert apache_beam.__version__ == '2.62.0', apache_beam.__version__"
 
 # The Airflow image (the default target: the last stage)
 # ------------------------------------------------------

@@ -46,24 +46,6 @@ class UsageError(ValueError):
     """
 
 
-def night_arg(value: str) -> str:
-    """argparse `type=` for a night: a real YYYY-MM-DD date, returned unchanged.
-
-    Checked when the arguments are parsed, so `--date yesterday` is argparse's own
-    one-line error (exit 2) before anything heavy is imported, and the subcommand
-    still receives the string it expects.
-    """
-    import argparse
-
-    try:
-        dt.date.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        reason = "" if "isoformat" in str(exc) else f" ({exc})"
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a night: YYYY-MM-DD, a real date{reason}") from None
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
 class DagConfig:
     dag_id: str
@@ -130,6 +112,18 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VertexTrainingConfig:
+    """The Trainer as a Vertex AI custom job (orchestration/vertex.py); the image's
+    `python` must be TFX's, with pipeline_src (the Dockerfile's dataflow-worker)."""
+    enabled: bool = False
+    project: str = ""
+    region: str = ""
+    image: str = ""                  # the job's container
+    machine_type: str = "n1-standard-8"
+    service_account: str = ""        # "": Vertex AI's default for the project
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     epochs: int                      # a full retrain: passes over the training split
     batch_size: int
@@ -144,6 +138,7 @@ class TrainingConfig:
     tuner_trials: int = 0            # > 0: a Tuner node searches that many points first
     tuner_epochs: int = 2            # passes over the train split per trial
     tflite: bool = True              # a checked model.tflite beside the SavedModel (tflite.py)
+    vertex: VertexTrainingConfig = VertexTrainingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +281,7 @@ def load_config(path: Optional[os.PathLike] = None,
         raise ConfigError(f"{config_file}: the configuration is not a mapping")
     try:
         home = _home(_section(raw, "paths"), env)
-        return Config(
+        config = Config(
             pipeline_name=str(raw["pipeline_name"]),
             dag=_dag(_section(raw, "dag"), env),
             paths=_paths(_section(raw, "paths"), home, env),
@@ -304,6 +299,10 @@ def load_config(path: Optional[os.PathLike] = None,
             profile=profile,
             serving=_serving(raw.get("serving") or {}),
         )
+        if config.training.vertex.enabled and "://" not in config.paths.pipeline_root:
+            raise ConfigError(f"training.vertex.enabled is true but paths.pipeline_root is "
+                              f"local: the Vertex AI job reads and writes the artifacts there")
+        return config
     except KeyError as missing:
         raise ConfigError(f"{config_file}: missing setting {missing}") from None
     except (TypeError, ValueError) as bad:
@@ -437,7 +436,19 @@ def _training(raw: Mapping) -> TrainingConfig:
                           dropout=dropout, architecture=architecture,
                           backbone_weights=str(weights) if weights else None,
                           tuner_trials=trials, tuner_epochs=trial_epochs,
-                          tflite=is_true(raw.get("tflite", True)))
+                          tflite=is_true(raw.get("tflite", True)),
+                          vertex=_vertex(raw.get("vertex") or {}))
+
+
+def _vertex(raw: Mapping) -> VertexTrainingConfig:
+    vertex = VertexTrainingConfig(enabled=is_true(raw.get("enabled", False)), **{
+        f.name: str(raw.get(f.name) or f.default)
+        for f in dataclasses.fields(VertexTrainingConfig) if f.name != "enabled"})
+    missing = [key for key in ("project", "region", "image") if not getattr(vertex, key)]
+    if vertex.enabled and missing:
+        raise ConfigError(f"training.vertex.enabled is true but training.vertex.{missing[0]} "
+                          f"is not set")
+    return vertex
 
 
 def _serving(raw: Mapping) -> ServingConfig:

@@ -233,6 +233,22 @@ def test_dataflow_worker_stage_is_beams_image_with_the_lock():
     assert not [k for k, _ in stage if k in ("ENTRYPOINT", "CMD", "USER")]
 
 
+def test_the_vertex_trainer_runs_on_the_worker_image_whose_python_has_tfx_and_the_trainer():
+    """TFX's Vertex job overrides the container's command with `python -m
+    tfx.scripts.run_executor`: the image's own python (no venv in this stage) must hold
+    TFX and the run_fn's module, which the stage's build imports."""
+    from pipeline_src.config import load_config
+
+    vertex = load_config(env={"EMERALD_PROFILE": "gcp"}).training.vertex
+    assert vertex.image.rsplit("/", 1)[-1] == "emerald-dataflow:latest"
+    stage = dockerfile_stages()["dataflow-worker"]
+    runs = " ".join(args for keyword, args in stage if keyword == "RUN")
+    imported = {name.strip() for statement in re.findall(r'python -c "import ([^;"]+)', runs)
+                for name in statement.split(",")}
+    assert {"tfx.scripts.run_executor", "pipeline_src.model.trainer"} <= imported, imported
+    assert not [args for keyword, args in stage if keyword == "ENV" and "PATH" in args]
+
+
 def test_gcp_profile_runs_dataflow_on_the_worker_image():
     from pipeline_src.config import load_config
 

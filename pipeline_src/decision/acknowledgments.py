@@ -25,7 +25,7 @@ from typing import Any, Iterable, Optional, Sequence
 import yaml
 
 from pipeline_src import features
-from pipeline_src.config import night_arg
+from pipeline_src.arguments import night_arg
 
 KINDS = ("skew", "drift", "prediction")
 PROPERTIES = {

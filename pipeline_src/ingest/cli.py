@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline_src.config import night_arg
+from pipeline_src.arguments import night_arg
 
 from .night import configured_settings, ingest_night
 from .parallel import PROCESS_MIN_OBJECTS

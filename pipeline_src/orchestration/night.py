@@ -19,7 +19,8 @@ import subprocess
 import sys
 from typing import Any
 
-from pipeline_src.config import REPO_ROOT, Config, UsageError, load_config, night_arg
+from pipeline_src.arguments import night_arg
+from pipeline_src.config import REPO_ROOT, Config, UsageError, load_config
 from pipeline_src.names import SUMMARY_FILE
 
 

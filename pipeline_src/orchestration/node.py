@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
-from pipeline_src.config import Config, UsageError, is_true, load_config, night_arg
+from pipeline_src.arguments import night_arg
+from pipeline_src.config import Config, UsageError, is_true, load_config
 from pipeline_src.names import (FULL_RETRAIN_KEY, INPUT_BASE, NIGHT_PARAMETER, PUSH_DESTINATION,
                                 SCHEMA_FILE_PARAMETER, TRAINER)
 from pipeline_src.metadata import metadata_connection_config
+from pipeline_src.orchestration import vertex
 from pipeline_src.orchestration.recovery import clear_interrupted_attempt
 
 log = logging.getLogger(__name__)
@@ -229,27 +231,36 @@ def launcher_arguments(config: Config, node_id: str, *, run_id: str, night: str,
     nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in ir.nodes}
     if node_id not in nodes:
         raise KeyError(f"no node {node_id!r} in the compiled pipeline; nodes: {sorted(nodes)}")
+    executor_spec = with_beam_args(
+        runner_utils.extract_executor_spec(deployment_config, node_id), config.beam_args)
+    if node_id == TRAINER and config.training.vertex.enabled:
+        executor_spec = vertex.train_on_vertex(executor_spec)
+        update_custom_config(nodes[node_id], vertex.vertex_custom_config(config.training.vertex))
     return dict(
         pipeline_node=nodes[node_id],
         mlmd_connection=metadata.Metadata(metadata_connection_config(config)),
         pipeline_info=ir.pipeline_info,
         pipeline_runtime_spec=ir.runtime_spec,
-        executor_spec=with_beam_args(
-            runner_utils.extract_executor_spec(deployment_config, node_id), config.beam_args),
+        executor_spec=executor_spec,
         custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
 
 
-def ask_full_retrain(pipeline_node) -> None:
-    """Sets the Trainer's custom_config key FULL_RETRAIN_KEY in this launch's copy of the IR.
+def update_custom_config(pipeline_node, updates: dict) -> None:
+    """Sets keys of a node's custom_config in this launch's copy of the IR.
 
-    The compiled pipeline says false (warm start when the serving model fits); a DAG
-    run triggered with full_retrain asks for a fresh model, and custom_config is no
-    runtime parameter, so the launch itself sets it, in the one place it is read.
+    custom_config is no runtime parameter, so what a launch decides (a full retrain,
+    the Vertex AI job) the launch itself writes, in the one place the executor reads.
     """
     value = pipeline_node.parameters.parameters["custom_config"].field_value
     custom_config = json.loads(value.string_value or "{}")
-    custom_config[FULL_RETRAIN_KEY] = True
+    custom_config.update(updates)
     value.string_value = json.dumps(custom_config, sort_keys=True)
+
+
+def ask_full_retrain(pipeline_node) -> None:
+    """The Trainer's FULL_RETRAIN_KEY: the compiled pipeline says false (warm start when
+    the serving model fits); a DAG run triggered with full_retrain asks for a fresh model."""
+    update_custom_config(pipeline_node, {FULL_RETRAIN_KEY: True})
 
 
 def launch_node(config: Config, node_id: str, *, run_id: str, night: str,

@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 
 from pipeline_src.decision import gate
 from pipeline_src.decision import report
-from pipeline_src.config import Config, is_true, load_config, night_arg
+from pipeline_src.arguments import night_arg
+from pipeline_src.config import Config, is_true, load_config
 from pipeline_src.serving import lifecycle
 
 log = logging.getLogger(__name__)

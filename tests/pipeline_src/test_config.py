@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline_src import config
+from pipeline_src import arguments, config
 
 
 def test_defaults_live_under_emerald_home(tmp_path):
@@ -113,10 +113,10 @@ def test_a_bad_choice_names_its_setting_and_the_file(tmp_path):
 def test_night_arg_takes_only_a_real_yyyy_mm_dd_date(value, reason):
     import argparse
     with pytest.raises(argparse.ArgumentTypeError) as exc:
-        config.night_arg(value)
+        arguments.night_arg(value)
     assert str(exc.value) == f"{value!r} is not a night: YYYY-MM-DD, a real date" + (
         f" {reason}" if reason else "")
-    assert config.night_arg("2026-01-02") == "2026-01-02"      # unchanged: a string
+    assert arguments.night_arg("2026-01-02") == "2026-01-02"      # unchanged: a string
 
 
 def test_gate_policy_kinds_are_validated(tmp_path):
