@@ -23,7 +23,6 @@ import logging
 import sys
 import types
 from pathlib import Path
-from typing import Optional
 
 from pipeline_src.orchestration.compile import COMPILED_DIR, IR_FILE, SCHEMA_FILE
 from pipeline_src.arguments import night_arg
