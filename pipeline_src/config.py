@@ -78,7 +78,7 @@ class KubernetesConfig:
 class Paths:
     home: Path
     source: str          # local path or gs://bucket/prefix
-    spans: Path          # ingested spans: what ExampleGen reads
+    spans: Path          # ingested spans: what ExampleGen reads (a folder, or gs:// as a UPath)
     pipeline_root: str
     metadata: Path
     serving: str
@@ -372,12 +372,12 @@ def _paths(raw: Mapping, home: Path, env: Mapping[str, str]) -> Paths:
     return Paths(
         home=home,
         source=path("source", env.get("EMERALD_SOURCE")),
-        spans=Path(path("spans")),
+        spans=location(path("spans")),
         pipeline_root=path("pipeline_root"),
         metadata=Path(path("metadata")),
         serving=path("serving"),
         reports=location(path("reports")),
-        quarantine=Path(path("quarantine")),
+        quarantine=location(path("quarantine")),
         acknowledgments=Path(path("acknowledgments", env.get("EMERALD_ACKNOWLEDGMENTS"))),
     )
 

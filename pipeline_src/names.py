@@ -80,6 +80,10 @@ CORPUS_DIR = "corpus"                        # {source}/corpus/{label}/{name}
 TOTO_DIR = "toto"                            # {source}/toto/{YYYY-MM-DD}/{label}/{name}
 UPLOADS_COMPLETE_MARKER = "_SUCCESS"         # a night's folder is complete (completion: marker)
 NIGHT_NAME_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # a night: YYYY-MM-DD
+# Spans on gs://: {spans}/{span}/{generation}/{label}/{name}, and {spans}/{span}/_current.json
+# naming the generation readers take (pipeline_src/ingest/remote.py).
+SPAN_POINTER = "_current.json"
+SPAN_GENERATION_PATTERN = r"^g-\d{8}T\d{6}-[0-9a-f]{8}$"
 
 # A night's report folder: {reports}/{YYYY-MM-DD}/...
 SUMMARY_FILE = "summary.json"                # the night's outcome (gate, report task, `emerald run`)

@@ -25,10 +25,13 @@ from typing import Optional
 from pipeline_src import features, names
 from pipeline_src.ingest.errors import SourceError
 from pipeline_src.ingest.layout import join_prefix
+from pipeline_src.ingest.parallel import bounded_map
+from pipeline_src.ingest.remote import generation_named
 from pipeline_src.ingest.sources import LocalStorage, ObjectInfo, open_storage
 
 NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
 EPOCH = dt.date(1970, 1, 1)
+POINTER_THREADS = 8           # a span's pointer is one small read; 180 nights, 180 reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,21 +89,39 @@ def list_spans(input_base: str | os.PathLike) -> SpanListing:
                                 f"paths.spans in the configuration") from None
     if not corpus_objects and not toto_objects:
         raise missing
-    corpus = [SourceImage(storage.uri(o.name), label, "corpus", "corpus", o)
-              for label, o in _images(corpus_objects, join_prefix(base, names.CORPUS_DIR))]
-    nights: dict[dt.date, list[SourceImage]] = {}
+    corpus_prefix = join_prefix(base, names.CORPUS_DIR)
     toto_prefix = join_prefix(base, names.TOTO_DIR)
     by_folder: dict[str, list[ObjectInfo]] = {}
     for o in toto_objects:
         folder = o.name[len(toto_prefix):].split("/", 1)[0]
         if NIGHT_DIR.match(folder):
             by_folder.setdefault(folder, []).append(o)
+    spans = {"": (corpus_prefix, corpus_objects),
+             **{folder: (f"{toto_prefix}{folder}/", objects)
+                for folder, objects in by_folder.items()}}
+    roots = dict(zip(spans, bounded_map(lambda item: _current_root(storage, *item),
+                                        list(spans.values()),
+                                        1 if isinstance(storage, LocalStorage) else POINTER_THREADS)))
+    corpus = [SourceImage(storage.uri(o.name), label, "corpus", "corpus", o)
+              for label, o in _images(corpus_objects, roots[""])]
+    nights: dict[dt.date, list[SourceImage]] = {}
     for folder, objects in by_folder.items():
         night = _night_of(folder, storage.uri(toto_prefix + folder))
         nights[night] = [
             SourceImage(storage.uri(o.name), label, "toto", folder, o)
-            for label, o in _images(objects, f"{toto_prefix}{folder}/")]
+            for label, o in _images(objects, roots[folder])]
     return SpanListing(storage, where, corpus, nights)
+
+
+def _current_root(storage, span_prefix: str, objects: list[ObjectInfo]) -> str:
+    """Where a span's current images are: under the generation its pointer names (a span
+    ingestion published on gs://, ingest/remote.py), else the span folder itself."""
+    pointer = span_prefix + names.SPAN_POINTER
+    found = [o for o in objects if o.name == pointer]
+    if not found:
+        return span_prefix
+    _, text = storage.read(found[0])
+    return f"{span_prefix}{generation_named(text.decode(), storage.uri(pointer))}/"
 
 
 def _images(objects: list[ObjectInfo], prefix: str):
@@ -110,6 +131,8 @@ def _images(objects: list[ObjectInfo], prefix: str):
     `_`-prefixed files are not images ingestion wrote."""
     found = []
     for o in objects:
+        if not o.name.startswith(prefix):         # another generation's (ingest/remote.py)
+            continue
         parts = o.name[len(prefix):].split("/")
         if len(parts) == 2 and not parts[-1].startswith(("_", ".")):
             found.append((parts[0], parts[1], o))

@@ -21,7 +21,9 @@ placeholders).
 A span directory is built in a temporary sibling, synced to disk, and swapped
 in with one atomic rename (``renameat2(RENAME_EXCHANGE)`` where the kernel has
 it), so a reader sees the old night or the new one, never half of one, and
-rerunning a night is idempotent. Objects are fetched, decoded and written by
+rerunning a night is idempotent. On gs://, where there is no rename, a span
+is a generation folder made current by a pointer object written last with a
+precondition (``remote``). Objects are fetched, decoded and written by
 this process together with worker processes (``WorkerPool``, one per extra
 CPU) when a tree is large enough to repay their start-up. No Airflow import
 happens here: the Airflow plugin (``plugins/emerald_gcs``) and the ``emerald
@@ -32,7 +34,9 @@ file names); ``retry``; ``sources`` (local directory, GCS bucket);
 ``reports``; ``atomic`` (temporary siblings, the lock, the swap);
 ``manifest``; ``planning`` (each object's fate from its name); ``writer``
 (one object); ``parallel`` (fetch threads, WorkerPool); ``worker`` (the
-worker process, never imported here); ``tree`` (one span directory);
+worker process, never imported here); ``remote`` (spans on gs://: generation
+folders and a pointer); ``targets`` (where a span is published: a folder or
+gs://); ``tree`` (one span);
 ``night`` (``ingest_night``, ``configured_settings``); ``cli`` (``emerald ingest``). The names below
 are this package's interface.
 """

@@ -46,12 +46,12 @@ class LateNight:
         return dataclasses.asdict(self)
 
 
-def unseen_objects(storage, base: str, night: dt.date, spans_dir: Path) -> tuple[str, list[str]]:
+def unseen_objects(storage, base: str, night: dt.date, spans_dir) -> tuple[str, list[str]]:
     """("late" | "missed" | "", objects at the source the night's span has not seen)."""
     listed = storage.list(night_prefix(base, night))
     if not listed:
         return "", []
-    manifest = load_manifest(Path(spans_dir) / TOTO / night.isoformat())
+    manifest = load_manifest(location(spans_dir) / TOTO / night.isoformat())
     if manifest is None:
         return "missed", sorted(o.name for o in listed)
     seen = {(e["object"], str(e.get("generation"))) for e in manifest.get("objects", [])}
@@ -108,7 +108,7 @@ def catch_up(source_uri: str, night, spans_dir, quarantine_dir, *,
         earlier = tonight - dt.timedelta(days=back)
         if first_night is not None and earlier < first_night:
             continue
-        kind, objects = unseen_objects(storage, base, earlier, Path(spans_dir))
+        kind, objects = unseen_objects(storage, base, earlier, spans_dir)
         if not objects:
             continue
         log.warning("%s night %s: %d object(s) arrived after it was ingested; ingesting it "

@@ -39,7 +39,11 @@ def write_json(path: Path, obj, sync: bool = True) -> None:
 def load_manifest(span_dir: os.PathLike | str) -> Optional[dict]:
     """The span's manifest, or None when there is none or it is damaged (truncated,
     garbage, not a JSON object): then it is only a warning, since the next run fetches
-    every object again and writes a new one."""
+    every object again and writes a new one. A span on gs:// is read through its
+    pointer (remote.py)."""
+    if "://" in str(span_dir):
+        from .remote import load_remote_manifest
+        return load_remote_manifest(str(span_dir))
     path = Path(span_dir) / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text())

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from pipeline_src.locations import location
+
 from .errors import IngestError, SourceError
 from .layout import CORPUS, TOTO, join_prefix, night_prefix
 from .parallel import WorkerPool
@@ -88,7 +90,7 @@ def ingest_night(source_uri: str, night, spans_dir, quarantine_dir, *,
         storage, base = open_storage(source_uri)
     else:
         base = parse_source(source_uri)[2]
-    spans_dir, quarantine_dir = Path(spans_dir), Path(quarantine_dir)
+    spans_dir, quarantine_dir = location(spans_dir), location(quarantine_dir)   # or gs://
     with WorkerPool.for_processes(processes) as pool:
         report = _ingest_trees(storage, base, night, spans_dir, quarantine_dir,
                                include_corpus=include_corpus, include_night=include_night,

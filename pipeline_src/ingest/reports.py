@@ -25,6 +25,8 @@ class TreeReport:
     unknown_labels: dict = dataclasses.field(default_factory=dict)
     labels: dict = dataclasses.field(default_factory=dict)
     bytes_read: int = 0
+    published: bool = True            # False: nothing had changed, nothing was written
+    generation: Optional[str] = None  # the generation folder published (a span on gs://)
 
     def accounted(self) -> int:
         return self.ingested + self.unchanged + len(self.quarantined) + len(self.skipped)

@@ -1,72 +1,69 @@
-"""One tree (the corpus, or a night) mirrored into its span directory, atomically.
+"""One tree (the corpus, or a night) mirrored into its span, atomically.
 
-Under the span's lock: list, plan, settle every object (linked unchanged,
-or fetched by threads here and worker processes), count, write the manifest,
-sync, and swap the quarantine and then the span in.
+In the target's session (a local span's lock; a gs:// span's pointer read):
+list, plan, settle every object (kept unchanged, or fetched by threads here
+and worker processes), count, and publish the quarantine and then the span
+with its manifest (targets.py: swapped in on disk, a new generation on gs://).
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Optional, Sequence
 
-from .atomic import locked, remove_temporaries, swap_in, sync_filesystem, temporary_sibling
 from .errors import IngestError
-from .manifest import (MANIFEST_NAME, STATUS_HELD, STATUS_INGESTED, STATUS_SKIPPED,
-                       build_manifest, load_manifest, manifest_settings, reusable_entries,
-                       write_json)
+from .manifest import (STATUS_HELD, STATUS_INGESTED, STATUS_SKIPPED, build_manifest,
+                       manifest_settings, reusable_entries)
 from .parallel import WorkerPool, bounded_map, default_threads
 from .planning import Plan, plan_objects
 from .reports import TreeReport
+from .targets import target_for
 from .writer import ObjectWriter, settle_without_fetching
 
 
-def ingest_tree(storage, prefix: str, dest: Path, quarantine: Path, *,
+def ingest_tree(storage, prefix: str, dest, quarantine, *,
                 max_pixels: int, known_labels: Sequence[str], unknown_labels: str,
                 threads: Optional[int] = None, pool: Optional[WorkerPool] = None,
                 release_pool: bool = False, allow_empty: bool = False,
                 context: Optional[dict] = None) -> TreeReport:
-    """Mirrors storage[prefix] into `dest` (atomically), quarantining bad files.
+    """Mirrors storage[prefix] into the span `dest` (a folder or gs://, atomically),
+    quarantining bad files into `quarantine` (the same kind of location).
 
     Objects to fetch are shared between this process and `pool`'s workers when
     there is a pool and at least PROCESS_MIN_OBJECTS of them (a pool of
     explicitly chosen size: any number), else fetched by `threads` threads
-    here. Unchanged objects are hard-linked from the current span, not read.
+    here. Unchanged objects are kept from the current span (linked, or copied inside
+    GCS), not read.
     """
-    report = TreeReport(span_dir=str(dest), source_uri=storage.uri(prefix))
+    target = target_for(dest, quarantine, storage)
+    report = TreeReport(span_dir=target.uri, source_uri=storage.uri(prefix))
     settings = manifest_settings(max_pixels)
 
-    with locked(dest):
-        remove_temporaries(quarantine)
+    with target.session():
         objects = storage.list(prefix)
         report.listed = len(objects)
-        previous = load_manifest(dest) or {}
+        previous = target.previous_manifest() or {}
         if not objects:
-            _check_empty_listing(report, dest, previous, allow_empty)
+            _check_empty_listing(report, target.uri, previous, allow_empty)
             return report
 
         plans = plan_objects(objects, prefix, known_labels, unknown_labels)
-        tmp, qtmp = temporary_sibling(dest), temporary_sibling(quarantine)
-        tmp.mkdir(parents=True)
-        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        tmp, qtmp = target.scratch()
         try:
             writer = ObjectWriter(storage, tmp, qtmp, max_pixels)
-            entries = _settle_all(plans, writer, reusable_entries(previous, settings), dest,
+            entries = _settle_all(plans, writer, reusable_entries(previous, settings), target,
                                   threads=threads, pool=pool, release_pool=release_pool)
             _count(report, entries, known_labels)
             if report.accounted() != report.listed:
                 raise IngestError(
                     f"{report.source_uri}: {report.listed} objects listed but "
-                    f"{report.accounted()} accounted for (a bug): {dest} is left as it was")
-            _publish(report, build_manifest(report, entries, settings, context), context,
-                     tmp, dest, qtmp, quarantine)
+                    f"{report.accounted()} accounted for (a bug): {target.uri} is left as it was")
+            target.publish(report, build_manifest(report, entries, settings, context), context,
+                           tmp, qtmp)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(qtmp, ignore_errors=True)
+            target.discard(tmp, qtmp)
     return report
 
 
-def _check_empty_listing(report: TreeReport, dest: Path, previous: dict,
+def _check_empty_listing(report: TreeReport, dest: str, previous: dict,
                          allow_empty: bool) -> None:
     """An empty listing never empties a span that holds examples, and fails unless allowed."""
     if previous.get("example_count"):
@@ -77,11 +74,11 @@ def _check_empty_listing(report: TreeReport, dest: Path, previous: dict,
         raise IngestError(f"no objects under {report.source_uri}")
 
 
-def _settle_all(plans: Sequence[Plan], writer: ObjectWriter, reusable: dict, dest: Path, *,
+def _settle_all(plans: Sequence[Plan], writer: ObjectWriter, reusable: dict, target, *,
                 threads: Optional[int], pool: Optional[WorkerPool],
                 release_pool: bool) -> list[dict]:
     """Every plan's manifest entry, in order: decided without reading, or fetched."""
-    entries: list = [settle_without_fetching(p, reusable, dest, writer) for p in plans]
+    entries: list = [settle_without_fetching(p, reusable, target, writer) for p in plans]
     unsettled = [i for i, e in enumerate(entries) if e is None]
     fetched = _fetch(writer, [plans[i] for i in unsettled],
                      threads=threads, pool=pool, release_pool=release_pool)
@@ -127,19 +124,3 @@ def _count(report: TreeReport, entries: list[dict], known_labels: Sequence[str])
                 report.held += 1
             report.quarantined.append({"object": entry["object"], "reason": entry["reason"]})
     report.span_examples = report.ingested + report.unchanged
-
-
-def _publish(report: TreeReport, manifest: dict, context: Optional[dict],
-             tmp: Path, dest: Path, qtmp: Path, quarantine: Path) -> None:
-    """The manifest into `tmp`, everything synced, then the quarantine and the span swapped
-    in: quarantine first, since the span's manifest is the commit point."""
-    write_json(tmp / MANIFEST_NAME, manifest, sync=False)
-    sync_filesystem(tmp)                           # the images and the manifest
-    if report.quarantined:
-        write_json(qtmp / "_quarantine.json",
-                   {**(context or {}), "source_uri": report.source_uri,
-                    "objects": report.quarantined})
-        swap_in(qtmp, quarantine)
-    elif quarantine.exists():
-        shutil.rmtree(quarantine)
-    swap_in(tmp, dest)

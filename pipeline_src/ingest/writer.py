@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 from pathlib import Path
 from typing import Optional
 
@@ -25,18 +24,10 @@ def _entry_base(plan: Plan) -> dict:
             "md5": info.md5, "crc32c": info.crc32c, "label": plan.label}
 
 
-def _size_of(path: Path) -> Optional[int]:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
-
-
-def settle_without_fetching(plan: Plan, prev_entries: dict, dest: Path,
+def settle_without_fetching(plan: Plan, prev_entries: dict, target,
                             writer: "ObjectWriter") -> Optional[dict]:
-    """The entry of an object decided without reading it (skipped, or unchanged: linked from
-    the current span), or None when it has to be fetched."""
+    """The entry of an object decided without reading it (skipped, or unchanged: kept from
+    the current span by the target, targets.py), or None when it has to be fetched."""
     if plan.status == STATUS_SKIPPED:
         return {**_entry_base(plan), "status": STATUS_SKIPPED, "reason": plan.reason}
     info = plan.info
@@ -44,8 +35,8 @@ def settle_without_fetching(plan: Plan, prev_entries: dict, dest: Path,
     if (prev and prev.get("generation") == info.generation
             and (not info.crc32c or prev.get("crc32c") == info.crc32c)
             and prev.get("file") == plan.file
-            and _size_of(dest / prev["file"]) == prev.get("size")):   # not lost or emptied
-        writer.link_unchanged(plan.file, dest / prev["file"])
+            and target.current_size(prev["file"]) == prev.get("size")):  # not lost or emptied
+        target.keep_unchanged(writer, plan.file, prev["file"])
         return {**prev, "status": STATUS_INGESTED, "_unchanged": True}
     return None
 

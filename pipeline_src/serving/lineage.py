@@ -120,12 +120,11 @@ def _examples(events: _Events, artifact) -> dict[str, Any]:
 
 def _manifest(spans: str, night: str) -> dict[str, Any]:
     """The span's manifest as ingestion left it (pipeline_src/ingest/manifest.py)."""
-    from pathlib import Path
-
     from pipeline_src.ingest.manifest import MANIFEST_NAME, load_manifest
+    from pipeline_src.locations import location
 
-    span_dir = Path(spans, names.CORPUS_DIR) if night == CORPUS else \
-        Path(spans, names.TOTO_DIR, night)
+    span_dir = location(spans) / names.CORPUS_DIR if night == CORPUS else \
+        location(spans) / names.TOTO_DIR / night
     manifest = load_manifest(span_dir) or {}
     return {"path": str(span_dir / MANIFEST_NAME), "exists": bool(manifest),
             "example_count": manifest.get("example_count"),

@@ -122,9 +122,6 @@ def test_reports_and_alert_markers_are_in_the_bucket_under_gcp(gcp_pods):
     assert str(config.paths.reports).startswith("gs://")   # pods, worker and webserver see them
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10, storage: spans and quarantine are still local "
-                   "paths under the gcp profile (config.paths.*); a pod cannot see them. This "
-                   "flips to a pass when every path is gs://.")
 def test_no_pod_is_pointed_at_a_local_path(gcp_pods):
     config, pods = gcp_pods
     local = [(field, value) for field, value in vars(config.paths).items()

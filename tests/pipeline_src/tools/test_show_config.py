@@ -33,7 +33,8 @@ def test_json_is_the_profile_merged_and_the_environment_applied(tmp_path):
     assert shown["profile"] == "gcp"
     assert shown["paths"]["home"] == str(tmp_path.resolve())                 # environment
     assert shown["paths"]["pipeline_root"] == "gs://emerald-pipeline/root"   # the profile
-    assert shown["paths"]["spans"] == str(tmp_path.resolve() / "spans")      # the file
+    assert shown["paths"]["spans"] == "gs://emerald-pipeline/spans"          # the profile
+    assert shown["paths"]["metadata"] == str(tmp_path.resolve() / "metadata.sqlite")  # the file
     assert shown["metadata"]["backend"] == "postgresql"
     assert shown["dag"]["node_runner"] == "kubernetes"
     assert "--runner=DataflowRunner" in shown["beam_args"]
