@@ -91,7 +91,34 @@ def _serving_model(model_uri: Path, labels) -> None:
                         signatures={exporter.EXAMPLES_SIGNATURE: module.from_examples})
 
 
+def _span(uri: Path, name: str, night: str, splits: dict):
+    """A span artifact as ImageExampleGen makes it: its splits, and the properties the
+    validator reads (span_history.py). `splits`: {split: (properties, blobs)}; a split
+    not given is written empty."""
+    import datetime as dt
+
+    from tfx.types import standard_artifacts
+
+    from pipeline_src import features, names
+    from pipeline_src.components import span_history
+    from pipeline_src.components.spans import CORPUS_SPAN, span_of
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(uri)
+    artifact.split_names = '["train", "eval"]'
+    artifact.span = CORPUS_SPAN if name == "corpus" else span_of(dt.date.fromisoformat(name))
+    artifact.set_int_custom_property(names.SPAN_FORMAT, span_history.FORMAT)
+    artifact.set_string_custom_property(names.SPAN_NAME, name)
+    artifact.set_string_custom_property(names.NIGHT_PROPERTY, night)
+    empty = {"label": []}
+    for split in features.SPAN_SPLITS:
+        properties, blobs = splits.get(split, (empty, None))
+        _write_split(uri, split, properties, blobs, name)
+    return artifact
+
+
 def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
+    """Tonight's span, the history (the training span, last night's) and the model."""
     from tfx.types import standard_artifacts
 
     from pipeline_src.model import predictions
@@ -99,18 +126,18 @@ def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
     from pipeline_src.components import distribution_validator as component
 
     rng = np.random.default_rng(tonight_n)
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root / f"examples-{tonight_n}")
-    examples.split_names = '["train", "eval", "previous"]'
-    examples.set_string_custom_property("night", "2026-03-01")
-    examples.set_string_custom_property("previous_night", "2026-02-28")
     noise = rng.integers(0, 256, size=(64, IMAGE_BYTES), dtype=np.uint8)
-    _write_split(Path(examples.uri), "train", training,
-                 lambda i: noise[i % 64].tobytes()[i % 7:] + bytes([i % 251]), "2026-02-01")
-    for split, seed in (("eval", 1), ("previous", 2)):
+    folder = root / f"spans-{tonight_n}"
+    history = [_span(folder / "corpus", "corpus", "2026-02-01", {"train": (
+        training, lambda i: noise[i % 64].tobytes()[i % 7:] + bytes([i % 251]))})]
+    nights = {}
+    for name, seed in (("2026-03-01", 1), ("2026-02-28", 2)):
         props = simulate.images(tonight_n, np.random.default_rng([seed, tonight_n]))
-        _write_split(Path(examples.uri), split, props, lambda i: jpegs[i % len(jpegs)],
-                     "2026-03-01")
+        nights[name] = _span(folder / name, name, name, {
+            "eval": (props, lambda i: jpegs[i % len(jpegs)])})
+    examples = nights["2026-03-01"]
+    examples.set_string_custom_property("previous_night", "2026-02-28")
+    history += [nights["2026-02-28"], examples]
     model = standard_artifacts.Model()
     model.uri = str(root / "model")
     if not (root / "model").exists():
@@ -121,7 +148,7 @@ def _artifacts(root: Path, tonight_n: int, training, jpegs, labels):
     out = component.DistributionComparisons()
     out.uri = str(root / f"comparisons-{tonight_n}")
     os.makedirs(out.uri)
-    return examples, model, out
+    return examples, history, model, out
 
 
 def _examplegen_seconds_per_image(jpegs) -> float:
@@ -156,10 +183,11 @@ def main() -> int:
     rows = []
     for tonight_n in TONIGHT_SIZES:
         t0 = time.perf_counter()
-        examples, model, out = _artifacts(root, tonight_n, training, jpegs, labels)
+        examples, history, model, out = _artifacts(root, tonight_n, training, jpegs, labels)
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        component.Executor().Do({"examples": [examples], "serving_model": [model]},
+        component.Executor().Do({"examples": [examples], "history": history,
+                                 "serving_model": [model]},
                                 {"comparisons": [out]}, {"settings": settings})
         wall = time.perf_counter() - t0
         result = component.load_comparisons(out.uri)
@@ -168,7 +196,7 @@ def main() -> int:
 
         parsed = json.loads(settings)
         t0 = time.perf_counter()
-        fams = component.families(examples, [], parsed)
+        fams = component.families(examples, history, [], parsed)
         read = time.perf_counter() - t0
         from pipeline_src.validation import detector
 

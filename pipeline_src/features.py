@@ -40,11 +40,13 @@ IMAGE_XF = "image_xf"           # float32 [size, size, 3] in [0, 1]
 LABEL_XF = "label_xf"           # int64 index into config.data.labels, -1 if unknown
 WEIGHT_XF = "weight_xf"         # float32 evaluation weight: 0 for an unknown label
 
-# Splits written by ExampleGen.
-TRAIN = "train"                 # corpus + every Toto night before tonight
-EVAL = "eval"                   # tonight's Toto night (or a hash split of the corpus)
-PREVIOUS = "previous"           # last Toto night before tonight (drift baseline)
-SPLITS = (TRAIN, EVAL, PREVIOUS)
+# A span artifact's splits (components/spans.span_splits); a night trains on every span
+# before it whole, plus tonight's train split, and evaluates on tonight's eval split.
+TRAIN = "train"                 # a night's: the corpus + every Toto night before tonight
+EVAL = "eval"                   # tonight's Toto night (or a hash split of tonight's span)
+PREVIOUS = "previous"           # the night's drift baseline: the last Toto night before it
+SPAN_SPLITS = (TRAIN, EVAL)
+SPLITS = (TRAIN, EVAL, PREVIOUS)   # a night's (split_counts, the night's feature summary)
 
 
 def orientation(width: int, height: int) -> str:

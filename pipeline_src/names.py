@@ -48,16 +48,36 @@ NIGHT = "{{ params.get('night') or ds }}"               # the param, else the ru
 FORCE_PUSH = "{{ params.get('force_push', False) }}"
 FULL_RETRAIN = "{{ params.get('full_retrain', False) }}"
 
-# The Examples artifact's custom property with its images per split and night
-# ({"train": {"corpus": 120, "2024-06-01": 30}, ...}): ImageExampleGen writes it,
-# `emerald lineage` reads what a model learnt from out of MLMD.
+# ImageExampleGen makes one Examples artifact per span (the corpus, each of Toto's
+# nights; components/examplegen.py), and the nodes that need the history take every
+# span's latest version through TFX's all_spans resolver (components/span_history.py).
+# Each span artifact's custom properties: SPAN_FORMAT (which layout it has), SPAN_KEY
+# (what it was made of: its listing; another listing makes it anew), SPAN_COUNTS (its
+# images per split), SPAN_SUMMARY (each split's feature summary, validation/summary.py:
+# the training baseline merged span by span without reading a file), the night it is
+# ("corpus" or YYYY-MM-DD: SPAN_NAME), the night that made it (NIGHT_PROPERTY) and its
+# rejections (SPAN_REJECTED).
+SPAN_FORMAT = "span_format"
+SPAN_NAME = "span_name"
+SPAN_KEY = "span_key"
+SPAN_COUNTS = "span_counts"
+SPAN_SUMMARY = "span_summary"
+SPAN_REJECTED = "span_rejected_count"
+NIGHT_PROPERTY = "night"
+# Tonight's span artifact also carries the night's plan: images per split of what the
+# night trains and evaluates on (split_counts), per split and night (EXAMPLES_NIGHT_COUNTS:
+# {"train": {"corpus": 120, "2024-06-01": 30}, ...}; `emerald lineage` reads what a model
+# learnt from out of MLMD), eval_mode, previous_night and the night's rejections.
 EXAMPLES_NIGHT_COUNTS = "night_counts"
-# Beside it, in the artifact's folder: each split's feature summary, merged span by
-# span (validation/summary.py); the report's training baseline.
+SPLIT_COUNTS = "split_counts"
+# Beside its splits, in tonight's artifact: the night's feature summary per split (train
+# merged span by span, validation/summary.py); the report's training baseline.
 FEATURE_SUMMARY_FILE = "feature_summary.json"
-# And each split's property columns, joined span by span (validation/columns.py): the
+# In every span artifact: each split's property columns (validation/columns.py): the
 # ImageDistributionValidator's samples, the history's without reading its photos.
 PROPERTY_COLUMNS_FILE = "property_columns.json"
+# And its rejected images with their reasons (tonight's: every span made that night).
+REJECTED_FILE = "rejected.json"
 
 # The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
 SMALL_CNN = "small_cnn"

@@ -8,6 +8,8 @@ front of sys.path before importing it. The bench inserts tests/ itself.
     images     jpeg, png, gif, bomb, truncated, garbled; the sample trees GOOD
                ({name: builder}) and BAD ({name: (builder, reason)}), BAD_MAX_PIXELS;
                write_tree
+    examples   split_examples; SpanArtifacts (ImageExampleGen night after night, its
+               history resolved by TFX's all_spans)
     network    free_port
     emulator   gcs_emulator (a context manager yielding the URL), anonymous_client,
                upload_tree
@@ -141,6 +143,51 @@ def split_examples(examples_uri: str, split: str) -> list:
     assert files, f"no files in split {split} of {examples_uri}"
     return [tf.train.Example.FromString(record.numpy())
             for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+class SpanArtifacts:
+    """ImageExampleGen's executor run night after night as TFX runs it.
+
+    Each run's outputs are where TFX puts them ({root}/ImageExampleGen/{key}/{run}),
+    and its `history` is what TFX's own all_spans resolver op gives over every Examples
+    artifact published so far: the latest version of each span.
+    """
+
+    def __init__(self, root: Path, spans, **props):
+        self.root, self.spans, self.props = Path(root), str(spans), props   # a path or gs://
+        self.published: list = []
+        self.runs = 0
+
+    def history(self) -> list:
+        from tfx.dsl.input_resolution.ops.all_spans_op import AllSpans
+
+        return list(AllSpans.create().apply(self.published))
+
+    def night(self, night, **props):
+        """Runs one night; returns tonight's span artifact (the re-made ones: .updated)."""
+        import os
+
+        from tfx.types import standard_artifacts
+
+        from pipeline_src.components import examplegen
+
+        self.runs += 1
+        outputs = {}
+        for key in ("examples", examplegen.UPDATED_SPANS):
+            artifact = standard_artifacts.Examples()
+            artifact.uri = str(self.root / "ImageExampleGen" / key / str(self.runs))
+            os.makedirs(artifact.uri, exist_ok=True)
+            outputs[key] = [artifact]
+        history = self.history()
+        examplegen.Executor().Do({"history": history}, outputs, {
+            "input_base": self.spans, "night": str(night), "eval_split": "newest_night",
+            "hash_eval_percent": 25, "max_pixels": BAD_MAX_PIXELS, **self.props, **props})
+        for artifact in outputs["examples"] + outputs[examplegen.UPDATED_SPANS]:
+            artifact.id = len(self.published) + 1        # MLMD would give each an id
+            self.published.append(artifact)
+        self.updated = outputs[examplegen.UPDATED_SPANS]
+        (tonight,) = outputs["examples"]
+        return tonight
 
 
 # --------------------------------------------------------------------------- SVG charts

@@ -162,7 +162,7 @@ def test_portrait_night_alerts_aspect_ratio_and_brightness_skew_and_does_not_pus
     _, results, smtp, slack = nights
     second = results[2]
     assert second["eval_mode"] == "newest_night"
-    assert second["splits"] == {"train": 120, "eval": 36, "previous": 36}
+    assert second["splits"] == {"train": 120, "eval": 36, "previous": 0}   # no night before
     assert second["push_blocked"] is True and second["pushed"] is False
     assert second["state"] == "failed" and second["exit_code"] == 1
     assert second["failed_tasks"] == ["Pusher", "data_gate"]
@@ -325,6 +325,44 @@ def test_pushed_models_carry_a_tflite_model_that_agrees_with_them(nights):
         assert report_["images"] == results[night]["splits"]["eval"]
         assert report_["agreement"] >= config.serving.tflite_min_agreement
         assert (extra / "model.tflite").stat().st_size == report_["bytes"]
+
+
+def test_each_span_is_one_examples_artifact_made_once_and_the_trainer_takes_the_history(
+        nights):
+    """In MLMD after six nights: one Examples artifact per span (the corpus, made on the
+    corpus-only night, and each of Toto's nights on its own night), none made twice; and
+    night 6's Trainer took tonight's span as `examples` and, through TFX's all_spans
+    resolver, the five spans before it as `history`."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline_src import names
+    from pipeline_src.decision.report import open_store
+
+    config, results, *_ = nights
+    store = open_store(config)
+    made: dict[str, list] = {}
+    for artifact in store.get_artifacts_by_type("Examples"):
+        made.setdefault(artifact.custom_properties[names.SPAN_NAME].string_value, []).append(
+            artifact)
+    nights_ = [n.isoformat() for n in (NIGHT_2, NIGHT_3, NIGHT_4, NIGHT_5, NIGHT_6)]
+    assert sorted(made) == sorted(nights_ + ["corpus"])
+    assert {name: len(artifacts) for name, artifacts in made.items()} == dict.fromkeys(made, 1)
+    assert made["corpus"][0].custom_properties[names.NIGHT_PROPERTY].string_value == \
+        NIGHT_1.isoformat()
+    run = store.get_context_by_type_and_name("pipeline_run", results[6]["tfx_run_id"])
+    node_type = store.get_context_type("node").id
+    (trainer,) = [e for e in store.get_executions_by_context(run.id)
+                  if any(c.type_id == node_type and c.name.endswith(".Trainer")
+                         for c in store.get_contexts_by_execution(e.id))]
+    inputs: dict[str, set] = {}
+    for event in store.get_events_by_execution_ids([trainer.id]):
+        if event.type == metadata_store_pb2.Event.INPUT:      # (key, index) pairs
+            for step in event.path.steps[::2]:
+                inputs.setdefault(step.key, set()).add(event.artifact_id)
+    assert inputs["examples"] == {made[NIGHT_6.isoformat()][0].id}
+    assert inputs["history"] >= {made[name][0].id for name in ["corpus"] + nights_[:-1]}
+    assert results[6]["splits"]["train"] == 120 + sum(
+        results[n]["splits"]["eval"] for n in (2, 3, 4, 5))
 
 
 def test_lineage_of_pushed_versions_comes_from_mlmd(nights):

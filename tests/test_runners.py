@@ -396,7 +396,7 @@ def test_the_report_pod_exits_0_with_push_blocked(nights):
     assert printed["report_url"].endswith(f"/night/{NIGHT_2}")
     written = json.loads((config.paths.reports / str(NIGHT_2) / "summary.json").read_text())
     assert written["tfx_run_id"] == pods["run_id"] and written["push_blocked"] is True
-    assert written["splits"] == {"train": 120, "eval": 36, "previous": 36}
+    assert written["splits"] == {"train": 120, "eval": 36, "previous": 0}   # no night before
     assert written["pushed"] is False
 
 

@@ -2,10 +2,12 @@
 
 Replaces TFDV's DistributionValidator (whose approximate Jensen-Shannon
 divergence false-alarms on camera sizes, see BENCHMARKS.md). Reads the
-per-image properties ExampleGen computed, compares
+per-image properties ExampleGen computed for each span, compares
 
-- skew:       tonight (the eval split) against the training split;
-- drift:      tonight against last night (the `previous` split), when there is one;
+- skew:       tonight (tonight's eval split) against what the night trains on (every
+              span of the history up to tonight, whole, and tonight's train split);
+- drift:      tonight against last night (the span of `previous_night`), when there is
+              one;
 - prediction: the serving model's outputs on tonight's images against its
               outputs on its own evaluation data (recorded by the Trainer),
               when a blessed model serves;
@@ -26,6 +28,7 @@ from tfx.types import artifact, artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline_src import features, names as artifact_names
+from pipeline_src.components import span_history
 from pipeline_src.validation import columns as property_columns
 from pipeline_src.validation import detector
 
@@ -66,10 +69,13 @@ def read_properties(split_uri: str, names: Sequence[str]) -> dict[str, Any]:
     for batch in dataset.map(lambda records: tf.io.parse_example(records, spec)):
         for name in names:
             batches[name].append(batch[name].numpy()[:, 0])
-    columns = {n: np.concatenate(b) if b else np.zeros(0) for n, b in batches.items()}
+    empty = {tf.string: bytes, tf.int64: np.int64, tf.float32: np.float32}   # an empty split
+    columns = {n: np.concatenate(b) if b else np.zeros(0, empty[kinds[n]])
+               for n, b in batches.items()}
     for name in names:                       # category names as text, like the model's classes
         if kinds[name] == tf.string:
-            columns[name] = np.char.decode(columns[name].astype(bytes), "utf-8")
+            columns[name] = np.char.decode(columns[name].astype(bytes), "utf-8") \
+                if len(columns[name]) else np.array([], str)
     return columns
 
 
@@ -78,12 +84,12 @@ def _split_uri(examples, split: str) -> str:
 
 
 def split_properties(examples, names: Sequence[str]):
-    """A function split -> the named properties of its examples, as columns.
+    """A function split -> the named properties of one span's examples, as columns.
 
-    From the property columns ExampleGen wrote beside the splits: a few numbers per
-    image, so the training baseline costs no pass over the history's photos (issue
-    11). An Examples artifact without that file (made before it existed, or by
-    another ExampleGen) is read record by record, with the same result.
+    From the property columns ExampleGen wrote beside the span's splits: a few numbers
+    per image, so the training baseline costs no pass over the history's photos (issue
+    11). A span artifact without that file is read record by record, with the same
+    result.
     """
     import tensorflow as tf
 
@@ -93,6 +99,17 @@ def split_properties(examples, names: Sequence[str]):
     with tf.io.gfile.GFile(path) as handle:
         stored = json.load(handle)
     return lambda split: property_columns.arrays(stored[split], names)
+
+
+def _joined(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.concatenate([part[name] for part in parts]) for name in names}
+
+
+def _whole(span, names: Sequence[str]) -> list[dict[str, Any]]:
+    properties = split_properties(span, names)
+    return [properties(split) for split in features.SPAN_SPLITS]
 
 
 def _prediction_family(examples, serving_models: list, settings: dict, specs) -> detector.Family:
@@ -120,23 +137,25 @@ def _prediction_family(examples, serving_models: list, settings: dict, specs) ->
                            specs)
 
 
-def families(examples, serving_models: list, settings: dict) -> list[detector.Family]:
-    """Skew, drift and prediction families for tonight's Examples artifact."""
+def families(examples, history: Sequence, serving_models: list,
+             settings: dict) -> list[detector.Family]:
+    """Skew, drift and prediction families for tonight's span and its history."""
     effects = settings["min_effects"]
     data_specs = {kind: detector.specs(effects.get(kind, {}), features.COMPARED_CATEGORICAL)
                   for kind in (SKEW, DRIFT)}
     names = sorted({s.name for kind in (SKEW, DRIFT) for s in data_specs[kind]})
     properties = split_properties(examples, names)
-    tonight, training = properties(features.EVAL), properties(features.TRAIN)
-    previous_night = examples.get_string_custom_property("previous_night") or "none"
+    tonight = properties(features.EVAL)
+    training = _joined([part for span in span_history.training_spans(examples, history)
+                        for part in _whole(span, names)] + [properties(features.TRAIN)], names)
     out = [detector.Family(SKEW, "training", tonight, training, data_specs[SKEW])]
-    if previous_night == "none":
+    previous = span_history.previous_span(examples, history)
+    if previous is None:
         out.append(detector.Family(DRIFT, "last night", {}, {}, data_specs[DRIFT],
                                    skipped="no earlier Toto night"))
     else:
-        previous = properties(features.PREVIOUS)
-        out.append(detector.Family(DRIFT, f"toto {previous_night}", tonight, previous,
-                                   data_specs[DRIFT]))
+        out.append(detector.Family(DRIFT, f"toto {span_history.span_name(previous)}", tonight,
+                                   _joined(_whole(previous, names), names), data_specs[DRIFT]))
     prediction_specs = detector.specs(effects.get(PREDICTION, {}), (features.PREDICTED_CLASS,))
     out.append(_prediction_family(examples, serving_models, settings, prediction_specs))
     return out
@@ -152,7 +171,8 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         night = examples.get_string_custom_property("night")
         result = detector.run_night(
-            families(examples, list(input_dict.get("serving_model", [])), settings),
+            families(examples, list(input_dict.get("history", [])),
+                     list(input_dict.get("serving_model", [])), settings),
             false_alarm_rate=settings["false_alarm_rate"],
             permutations=settings["permutations"], seed=night)
         result.update(night=night, previous_night=examples.get_string_custom_property(
@@ -180,6 +200,8 @@ class ImageDistributionValidatorSpec(ComponentSpec):
     PARAMETERS = {"settings": ExecutionParameter(type=str)}
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "history": ChannelParameter(type=standard_artifacts.Examples, optional=True,
+                                    allow_empty=True),
         "serving_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {"comparisons": ChannelParameter(type=DistributionComparisons)}
@@ -191,7 +213,7 @@ class ImageDistributionValidator(base_component.BaseComponent):
     SPEC_CLASS = ImageDistributionValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, examples, settings: str, serving_model=None):
+    def __init__(self, examples, settings: str, serving_model=None, history=None):
         super().__init__(spec=ImageDistributionValidatorSpec(
-            examples=examples, serving_model=serving_model, settings=settings,
+            examples=examples, history=history, serving_model=serving_model, settings=settings,
             comparisons=channel.Channel(type=DistributionComparisons)))

@@ -1,10 +1,22 @@
-"""ExampleGen for image spans: the corpus plus one span per Toto night.
+"""ExampleGen for image spans: one Examples artifact per span, each made once.
 
 The stock FileBasedExampleGen reads CSV/TFRecord/Parquet; images need decoding
 to derive the features skew and drift are computed on (TFDV sees nothing in
-raw bytes). The output is an Examples artifact whose `span` is tonight's date
-(days since the epoch) with the train / eval / previous splits `spans.py`
-plans, from spans on disk or under a gs:// prefix.
+raw bytes). A span is the corpus or one of Toto's nights (spans.py); its
+artifact's `span` is the night's day number (the corpus 0), its splits are
+train and eval (`spans.span_splits`), and beside them it keeps its rejected
+images and its property columns, and in MLMD its counts, its feature summary
+and the key of the listing it was made of (span_history.py reads them).
+
+A night makes tonight's span (`examples`: the night's own Toto folder, or the
+corpus on a night without one) and, into `updated_spans`, any earlier span
+whose listing changed since its artifact was made (late or re-uploaded photos,
+a file damaged or replaced on disk, a night never made): TFX's all_spans then
+gives the new version in its place. Nothing else is read: a night's cost is its
+own photos, however long the history (issue 11). The history comes in as
+`history` (span_history.history_channel), so this node learns from MLMD what
+exists; tonight's artifact also records the night's plan (what it trains and
+evaluates on, per split and night) for the report and `emerald lineage`.
 
 A span damaged on disk after ingestion (an image truncated or overwritten, a
 file that cannot be read) never stops the night and is never dropped in
@@ -17,11 +29,13 @@ image is not damaged, the storage is not answering), and Airflow retries it.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
@@ -30,12 +44,17 @@ from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline_src import features, images, names
-from pipeline_src.components import span_cache
-from pipeline_src.components.spans import SourceImage, SplitPlan, plan_splits, span_of
+from pipeline_src.components import span_history
+from pipeline_src.components.spans import (NightPlan, SourceImage, Span, plan_night,
+                                           span_splits)
 from pipeline_src.validation import columns as property_columns
 from pipeline_src.validation import summary as feature_summary
 
 log = logging.getLogger(__name__)
+UPDATED_SPANS = "updated_spans"          # the output key of earlier spans made anew
+RECORD_FEATURES = sorted(features.BYTES_FEATURES + features.INT_FEATURES
+                         + features.FLOAT_FEATURES)
+SHARD = "data_tfrecord-00000-of-00001.gz"   # one file per split, named as Beam's shards
 
 
 def to_example_features(image: SourceImage, data: bytes, max_pixels: int) -> dict[str, Any]:
@@ -77,120 +96,170 @@ def _serialize(values: dict[str, Any]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_splits(plan: SplitPlan, output_uri: str, max_pixels: int,
-                 cache_dir: Optional[str] = None) -> dict[str, Any]:
-    """Writes gzipped TFRecords per split; returns counts and the rejected images.
+def span_key(images_: Sequence[SourceImage], max_pixels: int) -> str:
+    """What decides a span's records: each object's name, generation and size, max_pixels
+    (it decides rejections), the features a record holds and the artifact's layout.
+    Another key is a span to make anew."""
+    listing = [[image.uri, image.object.generation if image.object else "",
+                image.object.size if image.object else -1] for image in images_]
+    text = json.dumps({"format": span_history.FORMAT, "max_pixels": int(max_pixels),
+                       "features": RECORD_FEATURES, "images": listing})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    Span by span (the corpus, then Toto's nights in order), each image once, its
-    record written to every split that holds it (last night is in train and
-    previous). A split holds one file per span it draws on, named as Beam shards
-    (`data_tfrecord-00002-of-00005.gz`, the third of its five spans), which TFX and
-    `model.data` read by the pattern `Split-{name}/*`. With `cache_dir`, a span whose
-    listing is unchanged since its examples were made is copied, not decoded: its
-    records file whole into each split holding the whole span (span_cache.py).
-    Each split's feature summary is merged from its spans' (validation/summary.py),
-    and its property columns joined from theirs (validation/columns.py): a cached
-    span's from its entry, so neither the report's training baseline nor the skew
-    test's costs a pass over the history. Both go beside the splits
-    (names.FEATURE_SUMMARY_FILE, names.PROPERTY_COLUMNS_FILE).
-    """
+
+@dataclasses.dataclass
+class MadeSpan:
+    """One span's artifact as this night knows it: made tonight, or read from MLMD."""
+    name: str
+    counts: dict[str, int]                       # per split
+    summaries: dict[str, feature_summary.Summary]
+    rejected: list[dict[str, str]]
+
+    @classmethod
+    def of(cls, artifact) -> "MadeSpan":
+        return cls(span_history.span_name(artifact), span_history.span_counts(artifact),
+                   span_history.span_summaries(artifact), [])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def write_span(plan: NightPlan, span: Span, splits: dict[str, list[SourceImage]],
+               uri: str, max_pixels: int) -> MadeSpan:
+    """Decodes one span's images into gzipped TFRecords, one file per split, each image
+    once; beside them each split's property columns and the rejected images."""
     import tensorflow as tf
 
-    splits_of: dict[str, list[str]] = {}          # image uri -> the splits it goes to
-    for split, members in plan.splits.items():
-        for image in members:
-            splits_of.setdefault(image.uri, []).append(split)
-    shards = _shard_paths(plan, splits_of, output_uri)
-    for split in plan.splits:
-        tf.io.gfile.makedirs(os.path.join(output_uri, f"Split-{split}"))
-    for path in (path for named in shards.values() for path in named.values()):
-        if tf.io.gfile.exists(path):       # a retry into the same folder: a file there may be
-            tf.io.gfile.remove(path)       # a link to a cached span, never to be written into
-        if not any(split in named for named in shards.values()):
-            with tf.io.TFRecordWriter(os.path.join(         # an empty split: one empty file
-                    output_uri, f"Split-{split}", _shard_name(0, 1)), options="GZIP"):
-                pass
-    counts = dict.fromkeys(plan.splits, 0)
-    night_counts: dict[str, dict[str, int]] = {}
+    split_of = {image.uri: split for split, members in splits.items() for image in members}
+    counts = dict.fromkeys(splits, 0)
+    summaries = {split: feature_summary.empty() for split in splits}
+    columns = {split: property_columns.empty() for split in splits}
     rejected: list[dict[str, str]] = []
-    summaries = {split: feature_summary.empty() for split in plan.splits}
-    columns = {split: property_columns.empty() for split in plan.splits}
-
-    def decode(image: SourceImage) -> span_cache.Decoded:
-        try:
-            values = to_example_features(image, _read(plan, image), max_pixels)
-        except (images.BadImage, OSError) as bad:
-            return None, _reason(bad)
-        return _serialize(values), None
-
-    def account(image: SourceImage, reason: Optional[str]) -> None:
-        if reason is not None:
-            rejected.append({"object": image.uri, "reason": reason})
-            return
-        for split in splits_of[image.uri]:
+    writers = {}
+    for split in splits:
+        tf.io.gfile.makedirs(os.path.join(uri, f"Split-{split}"))
+        path = os.path.join(uri, f"Split-{split}", SHARD)
+        if tf.io.gfile.exists(path):          # a retry into the same folder
+            tf.io.gfile.remove(path)
+        writers[split] = tf.io.TFRecordWriter(path, options="GZIP")
+    try:
+        for image in span.images:
+            try:
+                values = to_example_features(image, _read(plan, image), max_pixels)
+            except (images.BadImage, OSError) as bad:
+                rejected.append({"object": image.uri, "reason": _reason(bad)})
+                continue
+            serialized = _serialize(values)
+            split = split_of[image.uri]
+            writers[split].write(serialized)
             counts[split] += 1
-            per_night = night_counts.setdefault(split, {})
-            per_night[image.night] = per_night.get(image.night, 0) + 1
-
-    for span, listing in plan.spans.items():
-        listing = [image for image in listing if image.uri in splits_of]
-        if not listing:
-            continue
-        targets = {tuple(splits_of[image.uri]) for image in listing}
-        entry = span_cache.lookup(listing, span, cache_dir, max_pixels) \
-            if len(targets) == 1 else None
-        if entry is not None:                     # the whole span goes where one goes
-            span_cache.copy_records(entry, list(shards[span].values()))
-            for image, reason in zip(listing, entry.reasons):
-                account(image, reason)
-            for split in shards[span]:
-                summaries[split] = feature_summary.merge([summaries[split], entry.summary])
-                property_columns.extend(columns[split], entry.columns)
-            continue
-        writers = {split: tf.io.TFRecordWriter(path, options="GZIP")
-                   for split, path in shards[span].items()}
-        try:
-            for image, serialized, reason in span_cache.span_examples(
-                    listing, span, cache_dir, max_pixels, decode):
-                account(image, reason)
-                if reason is None:
-                    values = feature_summary.values_of(serialized)
-                    for split in splits_of[image.uri]:
-                        writers[split].write(serialized)
-                        feature_summary.add(summaries[split], values)
-                        property_columns.append(columns[split], values)
-        finally:
-            for writer in writers.values():
-                writer.close()
-    _write_text(os.path.join(output_uri, names.FEATURE_SUMMARY_FILE),
-                json.dumps(summaries, sort_keys=True))
-    _write_text(os.path.join(output_uri, names.PROPERTY_COLUMNS_FILE), json.dumps(columns))
-    return {"counts": counts, "night_counts": night_counts, "rejected": rejected,
-            "summaries": summaries}
+            measured = feature_summary.values_of(serialized)
+            feature_summary.add(summaries[split], measured)
+            property_columns.append(columns[split], measured)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    _write_text(os.path.join(uri, names.PROPERTY_COLUMNS_FILE), json.dumps(columns))
+    _write_text(os.path.join(uri, names.REJECTED_FILE), json.dumps(rejected, indent=1))
+    return MadeSpan(span.name, counts, summaries, rejected)
 
 
-def _shard_name(index: int, count: int) -> str:
-    return f"data_tfrecord-{index:05d}-of-{count:05d}.gz"
+def _describe_span(artifact, span: Span, made: MadeSpan, key: str, version: int,
+                   night: dt.date) -> None:
+    artifact.span = span.number
+    artifact.version = version
+    artifact.split_names = artifact_utils.encode_split_names(list(features.SPAN_SPLITS))
+    examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    artifact.set_int_custom_property(names.SPAN_FORMAT, span_history.FORMAT)
+    artifact.set_string_custom_property(names.SPAN_NAME, span.name)
+    artifact.set_string_custom_property(names.SPAN_KEY, key)
+    artifact.set_string_custom_property(names.NIGHT_PROPERTY, night.isoformat())
+    artifact.set_string_custom_property(names.SPAN_COUNTS, json.dumps(made.counts))
+    artifact.set_string_custom_property(names.SPAN_SUMMARY,
+                                        json.dumps(made.summaries, sort_keys=True))
+    artifact.set_int_custom_property(names.SPAN_REJECTED, len(made.rejected))
 
 
-def _shard_paths(plan: SplitPlan, splits_of: dict[str, list[str]],
-                 output_uri: str) -> dict[str, dict[str, str]]:
-    """span -> {split: the path of that span's file in the split}, for the splits the
-    span has images in; a split's files numbered in span order."""
-    drawn: dict[str, list[str]] = {split: [] for split in plan.splits}   # split -> spans
-    for span, listing in plan.spans.items():
-        for split in plan.splits:
-            if any(split in splits_of.get(image.uri, ()) for image in listing):
-                drawn[split].append(span)
-    shards: dict[str, dict[str, str]] = {span: {} for span in plan.spans}
-    for split, spans in drawn.items():
-        for index, span in enumerate(spans):
-            shards[span][split] = os.path.join(
-                output_uri, f"Split-{split}", _shard_name(index, len(spans)))
-    return shards
+def _new_examples(uri: str):
+    artifact = standard_artifacts.Examples()
+    artifact.uri = uri
+    return artifact
 
 
-def _read(plan: SplitPlan, image: SourceImage) -> bytes:
+def make_spans(plan: NightPlan, history: dict[int, Any], tonight, updated: list,
+               max_pixels: int, eval_split: str, hash_eval_percent: int
+               ) -> dict[str, MadeSpan]:
+    """Makes tonight's span into `tonight` and each stale earlier span into a new artifact
+    appended to `updated` (TFX wants them in folders under the output's first uri)."""
+    import tensorflow as tf
+
+    updated_root = updated[0].uri if updated else None
+    updated.clear()
+    made: dict[str, MadeSpan] = {}
+    for span in plan.spans.values():
+        known = history.get(span.number)
+        key = span_key(span.images, max_pixels)
+        if span is not plan.tonight and known is not None and \
+                known.get_string_custom_property(names.SPAN_KEY) == key:
+            continue                                    # made before, unchanged since
+        if span is plan.tonight:
+            artifact = tonight
+        else:
+            if updated_root is None:
+                raise ValueError(f"span {span.name} must be made anew, and the node has no "
+                                 f"{UPDATED_SPANS} output to put it in")
+            artifact = _new_examples(os.path.join(updated_root, span.name))
+            tf.io.gfile.makedirs(artifact.uri)
+            updated.append(artifact)
+        splits = span_splits(span, eval_split, hash_eval_percent)
+        made[span.name] = write_span(plan, span, splits, artifact.uri, max_pixels)
+        _describe_span(artifact, span, made[span.name], key,
+                       known.version + 1 if known is not None else 0, plan.night)
+        if artifact is not tonight:
+            log.info("span %s made anew (version %d): its listing changed since it was made",
+                     span.name, artifact.version)
+    return made
+
+
+def describe_night(tonight, plan: NightPlan, made: dict[str, MadeSpan],
+                   history: dict[int, Any]) -> list[dict[str, str]]:
+    """The night's plan on tonight's artifact: what it trains and evaluates on, per split
+    and night, and the night's feature summary beside it (the report's training
+    baseline), merged span by span from MLMD; returns the night's rejections."""
+    def known(span: Span) -> MadeSpan:
+        return made.get(span.name) or MadeSpan.of(history[span.number])
+
+    own = known(plan.tonight)
+    training = [known(span) for span in plan.training_spans()]
+    previous = known(plan.spans[plan.previous_night]) if plan.previous_night else None
+    train_summary = feature_summary.merge(
+        [s for span in training for s in span.summaries.values()]
+        + [own.summaries[features.TRAIN]])
+    night_counts = {features.TRAIN: {span.name: span.total for span in training if span.total},
+                    features.EVAL: {own.name: own.counts[features.EVAL]},
+                    features.PREVIOUS: {previous.name: previous.total} if previous else {}}
+    if own.counts[features.TRAIN]:
+        night_counts[features.TRAIN][own.name] = own.counts[features.TRAIN]
+    night_counts = {split: {n: c for n, c in per.items() if c} for split, per in
+                    night_counts.items()}
+    split_counts = {split: sum(per.values()) for split, per in night_counts.items()}
+    tonight.set_string_custom_property(names.SPLIT_COUNTS, json.dumps(split_counts))
+    tonight.set_string_custom_property(names.EXAMPLES_NIGHT_COUNTS,
+                                       json.dumps(night_counts, sort_keys=True))
+    tonight.set_string_custom_property("eval_mode", plan.eval_mode)
+    tonight.set_string_custom_property("previous_night", plan.previous_night or "none")
+    rejected = [r for span in made.values() for r in span.rejected]
+    tonight.set_int_custom_property("rejected_count", len(rejected))
+    _write_text(os.path.join(tonight.uri, names.FEATURE_SUMMARY_FILE), json.dumps({
+        features.TRAIN: train_summary, features.EVAL: own.summaries[features.EVAL],
+        features.PREVIOUS: feature_summary.merge(previous.summaries.values()) if previous
+        else feature_summary.empty()}, sort_keys=True))
+    _write_text(os.path.join(tonight.uri, names.REJECTED_FILE), json.dumps(rejected, indent=1))
+    return rejected
+
+
+def _read(plan: NightPlan, image: SourceImage) -> bytes:
     """The image's bytes, checksum verified. A local file that cannot be read is an
     OSError (a rejection); a GCS read that outlasts its retries is an IngestError,
     which fails the night: the object is intact, the storage is not answering."""
@@ -214,31 +283,22 @@ def log_rejected(rejected: list[dict[str, str]], night: dt.date) -> None:
 
 
 class Executor(base_executor.BaseExecutor):
-    """Decodes tonight's spans into tf.Examples."""
+    """Makes tonight's span, and each earlier span whose listing changed."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX API
         night = dt.date.fromisoformat(exec_properties["night"])
         input_base = exec_properties["input_base"]       # a path or gs:// URI
-        plan = plan_splits(input_base, night, exec_properties["eval_split"],
-                           int(exec_properties["hash_eval_percent"]))
-        examples = artifact_utils.get_single_instance(output_dict["examples"])
-        result = write_splits(plan, examples.uri, int(exec_properties["max_pixels"]),
-                              cache_dir=span_cache.cache_dir_for(examples.uri))
-        log_rejected(result["rejected"], night)
-        examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
-        examples.span = span_of(night)
-        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-        examples.set_string_custom_property("night", night.isoformat())
-        examples.set_string_custom_property("eval_mode", plan.eval_mode)
-        examples.set_string_custom_property("previous_night", plan.previous_night or "none")
-        examples.set_string_custom_property("split_counts", json.dumps(result["counts"]))
-        # Images per night in each split, so lineage reads from MLMD what a model learnt from.
-        examples.set_string_custom_property(
-            names.EXAMPLES_NIGHT_COUNTS, json.dumps(result["night_counts"], sort_keys=True))
-        examples.set_int_custom_property("rejected_count", len(result["rejected"]))
-        _write_text(os.path.join(examples.uri, "rejected.json"),
-                    json.dumps(result["rejected"], indent=1))
-        if not result["counts"][features.TRAIN]:
+        eval_split = exec_properties["eval_split"]
+        plan = plan_night(input_base, night, eval_split)
+        history = span_history.latest_by_span(input_dict.get("history", []))
+        tonight = artifact_utils.get_single_instance(output_dict["examples"])
+        made = make_spans(plan, history, tonight, output_dict.get(UPDATED_SPANS, []),
+                          int(exec_properties["max_pixels"]), eval_split,
+                          int(exec_properties["hash_eval_percent"]))
+        rejected = describe_night(tonight, plan, made, history)
+        log_rejected(rejected, night)
+        counts = json.loads(tonight.get_string_custom_property(names.SPLIT_COUNTS))
+        if not counts.get(features.TRAIN):
             raise ValueError(f"no training images under {input_base} for night {night}")
 
 
@@ -257,19 +317,23 @@ class ImageExampleGenSpec(ComponentSpec):
         "hash_eval_percent": ExecutionParameter(type=int),
         "max_pixels": ExecutionParameter(type=int),
     }
-    INPUTS = {}
-    OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = {"history": ChannelParameter(type=standard_artifacts.Examples, optional=True,
+                                          allow_empty=True)}
+    OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples),
+               UPDATED_SPANS: ChannelParameter(type=standard_artifacts.Examples)}
 
 
 class ImageExampleGen(base_component.BaseComponent):
-    """Tonight's images as tf.Examples in train / eval / previous splits."""
+    """Tonight's span as tf.Examples (train / eval splits), and earlier spans made anew."""
 
     SPEC_CLASS = ImageExampleGenSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, input_base, night, eval_split: str = "newest_night",
-                 hash_eval_percent: int = 25, max_pixels: int = images.DEFAULT_MAX_PIXELS):
+                 hash_eval_percent: int = 25, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 history=None):
         super().__init__(spec=ImageExampleGenSpec(
             input_base=input_base, night=night, eval_split=eval_split,
-            hash_eval_percent=hash_eval_percent, max_pixels=max_pixels,
-            examples=channel.Channel(type=standard_artifacts.Examples)))
+            hash_eval_percent=hash_eval_percent, max_pixels=max_pixels, history=history,
+            examples=channel.Channel(type=standard_artifacts.Examples),
+            updated_spans=channel.Channel(type=standard_artifacts.Examples)))

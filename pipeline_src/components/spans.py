@@ -1,17 +1,15 @@
-"""Which span images go into which split: the plan ExampleGen writes.
+"""The spans and their images: what ExampleGen makes one Examples artifact of, each.
 
 Spans live in a local directory or under a gs:// prefix, read through the
 ingestion's storage layer (`ingest.sources`), which lists a prefix in one call
 and retries GCS 5xx, throttling and timeouts with backoff. Listing the corpus
-and Toto's folders once each gives every night and image the plan needs.
+and Toto's folders once each gives every span and image a night needs.
 
-- train:    the corpus and every Toto night before tonight;
-- eval:     tonight's Toto night, so evaluation looks like tomorrow; a hash
-            split of the corpus on a night with no Toto images (or always,
-            with eval_split="hash");
-- previous: the last Toto night before tonight, the drift baseline; tonight's
-            own images when there is no earlier night (drift is then zero, and
-            the `previous_night` property says "none").
+A night's plan (`plan_night`) names tonight's span (the night's own Toto folder;
+the corpus on the bootstrap night, or any night without Toto's photos), the spans
+before it that the model trains on, and the last Toto night before it (drift's
+baseline; `previous_night` None when there is none). `span_splits` says how a
+span's images are split into train and eval when its artifact is made.
 """
 from __future__ import annotations
 
@@ -31,6 +29,8 @@ from pipeline_src.ingest.sources import LocalStorage, ObjectInfo, open_storage
 
 NIGHT_DIR = re.compile(names.NIGHT_NAME_PATTERN)
 EPOCH = dt.date(1970, 1, 1)
+CORPUS = "corpus"             # the corpus span's name (a night's is its date)
+CORPUS_SPAN = 0               # its TFX span: before every night's (days since EPOCH)
 POINTER_THREADS = 8           # a span's pointer is one small read; 180 nights, 180 reads
 
 
@@ -156,37 +156,63 @@ def in_hash_eval(image: SourceImage, eval_percent: int) -> bool:
     return bucket < eval_percent
 
 
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """One span: the corpus, or one of Toto's nights, with its images in listing order."""
+    name: str                    # CORPUS or YYYY-MM-DD
+    images: tuple[SourceImage, ...]
+
+    @property
+    def number(self) -> int:
+        """TFX's span of the span's Examples artifact: days since 1970-01-01, the corpus 0."""
+        return CORPUS_SPAN if self.name == CORPUS else span_of(dt.date.fromisoformat(self.name))
+
+    @property
+    def is_corpus(self) -> bool:
+        return self.name == CORPUS
+
+
+def span_splits(span: Span, eval_split: str, hash_eval_percent: int) -> dict[str, list[SourceImage]]:
+    """How a span's images are split, once, when its Examples artifact is made.
+
+    A Toto night under `newest_night` is all `eval`: the night it is made, it is what
+    the model is evaluated on, so evaluation looks like tomorrow. The corpus, and every
+    span under `hash`, is split by a stable hash of each image's name. A span in the
+    training history of a later night trains whole, whatever its splits
+    (components/span_history.py), so the split only matters the night it is made.
+    """
+    if eval_split == "newest_night" and not span.is_corpus:
+        return {features.TRAIN: [], features.EVAL: list(span.images)}
+    return {features.TRAIN: [i for i in span.images if not in_hash_eval(i, hash_eval_percent)],
+            features.EVAL: [i for i in span.images if in_hash_eval(i, hash_eval_percent)]}
+
+
 @dataclasses.dataclass
-class SplitPlan:
-    splits: dict[str, list[SourceImage]]
-    spans: dict[str, list[SourceImage]]   # "corpus", then each night to tonight: its listing
-    eval_mode: str            # newest_night | hash
-    previous_night: Optional[str]
-    storage: object = None    # what reads the images (LocalStorage | GCSStorage)
+class NightPlan:
+    """What one night's ExampleGen works from: every span up to the night, and which is
+    tonight's (the night's own Toto span, or the corpus on a night without one)."""
+    night: dt.date
+    spans: dict[str, Span]        # CORPUS, then each of Toto's nights up to `night`, in order
+    tonight: Span
+    eval_mode: str                # newest_night | hash
+    previous_night: Optional[str]  # the last Toto night before `night`: drift's baseline
+    storage: object = None        # what reads the images (LocalStorage | GCSStorage)
+
+    def training_spans(self) -> list[Span]:
+        """The spans the night trains on whole: every span up to the night but tonight's."""
+        return [span for span in self.spans.values() if span is not self.tonight]
 
 
-def plan_splits(input_base: str | os.PathLike, night: dt.date, eval_split: str,
-                hash_eval_percent: int) -> SplitPlan:
-    spans = list_spans(input_base)
-    nights = spans.toto_nights(night)
-    tonight = spans.night_images(night)
+def plan_night(input_base: str | os.PathLike, night: dt.date, eval_split: str) -> NightPlan:
+    listing = list_spans(input_base)
+    nights = listing.toto_nights(night)
+    spans = {CORPUS: Span(CORPUS, tuple(listing.corpus)),
+             **{n.isoformat(): Span(n.isoformat(), tuple(listing.night_images(n)))
+                for n in nights}}
+    own = spans.get(night.isoformat())
+    tonight = own if own is not None and own.images else spans[CORPUS]
     earlier = [n for n in nights if n < night]
-    corpus = spans.corpus
-    previous = spans.night_images(earlier[-1]) if earlier else []
-
-    if eval_split == "newest_night" and tonight:
-        train = corpus + [img for n in earlier for img in spans.night_images(n)]
-        evaluation, mode = tonight, "newest_night"
-    else:
-        everything = corpus + [img for n in nights for img in spans.night_images(n)]
-        train = [i for i in everything if not in_hash_eval(i, hash_eval_percent)]
-        evaluation = [i for i in everything if in_hash_eval(i, hash_eval_percent)]
-        mode = "hash"
-    baseline = previous or tonight or evaluation
-    return SplitPlan(
-        splits={features.TRAIN: train, features.EVAL: evaluation,
-                features.PREVIOUS: baseline},
-        spans={"corpus": corpus, **{n.isoformat(): spans.night_images(n) for n in nights}},
-        eval_mode=mode,
-        previous_night=earlier[-1].isoformat() if earlier else None,
-        storage=spans.storage)
+    mode = "newest_night" if eval_split == "newest_night" and not tonight.is_corpus else "hash"
+    return NightPlan(night=night, spans=spans, tonight=tonight, eval_mode=mode,
+                     previous_night=earlier[-1].isoformat() if earlier else None,
+                     storage=listing.storage)

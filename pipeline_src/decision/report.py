@@ -15,6 +15,7 @@ from pipeline_src.config import Config
 from pipeline_src.decision import blessing as blessing_lib
 from pipeline_src.names import (ALERTS_FILE, EXAMPLE_GEN, EXAMPLE_VALIDATOR,
                                 FEATURE_SUMMARY_FILE, NIGHT_REPORT_ROUTE, REPORT_FILE,
+                                SPLIT_COUNTS,
                                 STATISTICS_GEN, SUMMARY_FILE, TRAINER)
 from pipeline_src.validation import summary as feature_summary
 
@@ -137,8 +138,8 @@ def night_summary(config: Config, tfx_run_id: str, night: str,
     blessing, evaluation_uri = None, None
     for node, kind, artifact in ((n, k, a) for n, items in outputs.items() for k, a in items):
         props = artifact.custom_properties
-        if kind == "Examples":
-            summary["splits"] = json.loads(props["split_counts"].string_value)
+        if kind == "Examples" and SPLIT_COUNTS in props:   # tonight's span: the night's plan
+            summary["splits"] = json.loads(props[SPLIT_COUNTS].string_value)
             summary["eval_mode"] = props["eval_mode"].string_value
             summary["previous_night"] = props["previous_night"].string_value
             summary["rejected"] = props["rejected_count"].int_value
@@ -296,7 +297,7 @@ def _training_summary(outputs: dict) -> Optional[feature_summary.Summary]:
     """The train split's summary that tonight's ExampleGen merged, None if it made none."""
     import tensorflow as tf
 
-    for _, artifact in outputs.get(EXAMPLE_GEN, []):
+    for _, artifact in outputs.get(EXAMPLE_GEN, []):   # tonight's span holds the night's
         path = os.path.join(artifact.uri, FEATURE_SUMMARY_FILE)
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as handle:

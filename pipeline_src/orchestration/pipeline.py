@@ -19,6 +19,8 @@ from pipeline_src import features, names
 from pipeline_src.names import (INPUT_BASE, NIGHT_PARAMETER, PUSH_DESTINATION,
                                 SCHEMA_FILE_PARAMETER as SCHEMA_FILE)
 from pipeline_src.components.examplegen import ImageExampleGen
+from pipeline_src.components.span_history import history_channel
+from pipeline_src.components.trainer import SpanTrainer, SpanTuner
 from pipeline_src.model import exporter
 from pipeline_src.serving.strategy import ServingModelStrategy
 from pipeline_src.components.distribution_validator import ImageDistributionValidator, settings_json
@@ -144,27 +146,33 @@ def create_pipeline(
     push_destination = (_parameter(PUSH_DESTINATION) if serving_dir is None else
                         tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
                             base_directory=serving_dir)))
+    # One Examples artifact per span, made once (components/examplegen.py): tonight's
+    # span is `examples`; the nodes that need the history (the ExampleGen to know what
+    # exists, the Trainer, the skew test) take every span's latest version through
+    # TFX's all_spans resolver (components/span_history.py), so a night's cost follows
+    # its own photos, not the history's (issue 11).
     example_gen = ImageExampleGen(
         input_base=input_base or _parameter(INPUT_BASE),
         night=night or _parameter(NIGHT_PARAMETER),
-        eval_split=eval_split, hash_eval_percent=hash_eval_percent, max_pixels=max_pixels)
+        eval_split=eval_split, hash_eval_percent=hash_eval_percent, max_pixels=max_pixels,
+        history=history_channel())
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=schema_file or _parameter(SCHEMA_FILE))
     # With the schema, TFDV knows the encoded image is an image (image_domain) and keeps
     # it out of its top-k / uniques counts. Without it, every image's bytes is a distinct
     # "string" value counted through a shuffle: memory and time grow with the whole
-    # history's bytes (BENCHMARKS.md, "Peak memory per node"). Tonight's split only: its
-    # schema check is ExampleValidator's, and the training baseline the report shows is
-    # ExampleGen's feature summary, merged span by span (validation/summary.py), so the
-    # node's cost follows tonight's images, not the history's (issue 11).
+    # history's bytes (BENCHMARKS.md, "Peak memory per node"). Tonight's eval split only:
+    # its schema check is ExampleValidator's, and the training baseline the report shows
+    # is ExampleGen's feature summary, merged span by span (validation/summary.py), so
+    # the node's cost follows tonight's images, not the history's (issue 11).
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        exclude_splits=[features.TRAIN, features.PREVIOUS])
+        exclude_splits=[features.TRAIN])
     # Schema anomalies of tonight only: earlier nights were checked on their own
     # night, so one bad night (an unknown label) does not block every later one.
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
-        exclude_splits=[features.TRAIN, features.PREVIOUS])
+        exclude_splits=[features.TRAIN])
     # The serving model (pipeline_src/serving/strategy.py: what {serving}/CURRENT names,
     # a rollback included; else the latest blessed one): the Evaluator's baseline, the
     # Trainer's warm start and what prediction drift watches.
@@ -175,7 +183,7 @@ def create_pipeline(
     ).with_id(names.RESOLVER)
     # Skew, drift and prediction drift (of the serving model's outputs).
     distribution_validator = ImageDistributionValidator(
-        examples=example_gen.outputs["examples"],
+        examples=example_gen.outputs["examples"], history=history_channel(),
         serving_model=model_resolver.outputs["model"],
         settings=settings_json(labels=labels, false_alarm_rate=false_alarm_rate,
                                permutations=permutations, min_effects=min_effects),
@@ -198,18 +206,18 @@ def create_pipeline(
                        "architecture": architecture, "backbone_weights": backbone_weights}
     tuner = None
     if tuner_trials:
-        tuner = tfx.components.Tuner(
+        tuner = SpanTuner(
             tuner_fn=TUNER_FN,
-            examples=example_gen.outputs["examples"],
+            examples=example_gen.outputs["examples"], history=history_channel(),
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
             eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
             custom_config={**training_config, "tuner_trials": int(tuner_trials),
                            "tuner_epochs": int(tuner_epochs)}).with_id(names.TUNER)
-    trainer = tfx.components.Trainer(
+    trainer = SpanTrainer(
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
+        examples=example_gen.outputs["examples"], history=history_channel(),
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=model_resolver.outputs["model"],
@@ -222,7 +230,7 @@ def create_pipeline(
                        "replay_max_images": int(replay_max_images),
                        "tflite": bool(tflite),
                        "tflite_min_agreement": float(tflite_min_agreement),
-                       names.FULL_RETRAIN_KEY: False})
+                       names.FULL_RETRAIN_KEY: False}).with_id(names.TRAINER)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

@@ -17,7 +17,8 @@ from pipeline_src.config import VertexTrainingConfig
 # (constants.ENABLE_VERTEX_KEY, constants.VERTEX_REGION_KEY, trainer.executor.
 # TRAINING_ARGS_KEY), spelled out so that a launch imports the extension only when
 # it trains there (tests/pipeline_src/orchestration/test_vertex.py checks them).
-VERTEX_TRAINER_EXECUTOR = "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+# TFX's extension executor, running the Trainer's own (with the span history) in the job.
+VERTEX_TRAINER_EXECUTOR = "pipeline_src.components.vertex_trainer.Executor"
 ENABLE_VERTEX_KEY = "ai_platform_enable_vertex"
 VERTEX_REGION_KEY = "ai_platform_vertex_region"
 TRAINING_ARGS_KEY = "ai_platform_training_args"

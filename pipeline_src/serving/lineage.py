@@ -61,10 +61,15 @@ class _Events:
         return found[0] if found else None
 
     def inputs(self, execution) -> dict[str, list]:
-        """Input key -> the artifacts the execution read under it, by index."""
-        keyed = sorted((e.path.steps[0].key, e.path.steps[1].index, e.artifact_id)
+        """Input key -> the artifacts the execution read under it, by index.
+
+        An artifact read under two keys (tonight's span is the Trainer's `examples` and
+        in its `history`) has one event whose path holds (key, index) step pairs for each.
+        """
+        keyed = sorted((e.path.steps[i].key, e.path.steps[i + 1].index, e.artifact_id)
                        for e in self.store.get_events_by_execution_ids([execution.id])
-                       if e.type == self.pb.Event.INPUT and len(e.path.steps) >= 2)
+                       if e.type == self.pb.Event.INPUT
+                       for i in range(0, len(e.path.steps) - 1, 2))
         artifacts = {a.id: a for a in self.store.get_artifacts_by_id([i for *_, i in keyed])}
         out: dict[str, list] = {}
         for key, _, artifact_id in keyed:

@@ -4,11 +4,11 @@ The skew test compares tonight's images with the whole training history, and its
 Kolmogorov-Smirnov and chi-squared tests need every value, not a summary. Reading
 them from the train split's records would decompress every photo of the history
 every night (issue 11), although the values are a dozen numbers per image. So they
-are made once per span, like the span's summary (`summary.py`): ExampleGen keeps
-each span's columns in its cache index and writes every split's into the Examples
-artifact (`names.PROPERTY_COLUMNS_FILE`), where the ImageDistributionValidator
-reads them. The values are the records' own (a float32 stays that float32 through
-JSON's exact round trip), so the tests give what the records would give.
+are made once per span, like the span's summary (`summary.py`): ExampleGen writes
+each split's into the span's Examples artifact (`names.PROPERTY_COLUMNS_FILE`),
+where the ImageDistributionValidator reads them, span by span. The values are the
+records' own (a float32 stays that float32 through JSON's exact round trip), so the
+tests give what the records would give.
 
 A file holds {split: {feature: [value, ...]}}: values in record order, a category
 as text, the encoded image never.

@@ -6,8 +6,8 @@ the same night after night. What the night's report shows of training (a number'
 count, mean, standard deviation, min and max; a category's distinct values and
 their counts) adds up exactly from one summary per span: counts, means and sums of
 squared deviations merge by Chan's parallel formula, min and max by min and max,
-value counts by addition. ExampleGen keeps each span's summary beside its cached
-records and writes the merged summary of every split into the Examples artifact.
+value counts by addition. ExampleGen keeps each span's summary in MLMD with the
+span's Examples artifact, and writes the night's merged summaries into tonight's.
 
 A summary is plain JSON: {"count": n, "numeric": {feature: [n, mean, m2, min, max]},
 "categorical": {feature: {value: count}}}. The encoded image is neither.

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from tfx.types import standard_artifacts
 
 import emerald_testing as testing
 from pipeline_src import features, ingest
@@ -36,13 +35,9 @@ def spans(tmp_path) -> Path:
 
 
 def execute(spans: Path, out: Path):
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out)
-    out.mkdir()
-    examplegen.Executor().Do({}, {"examples": [examples]}, {
-        "input_base": str(spans), "night": NIGHT.isoformat(), "eval_split": "newest_night",
-        "hash_eval_percent": 25, "max_pixels": testing.BAD_MAX_PIXELS})
-    return examples, json.loads((out / "rejected.json").read_text())
+    """The night as TFX runs ExampleGen on it (no history: the corpus is made too)."""
+    tonight = testing.SpanArtifacts(out, spans).night(NIGHT)
+    return tonight, json.loads((Path(tonight.uri) / "rejected.json").read_text())
 
 
 def test_a_span_image_overwritten_with_garbage_is_rejected_and_named(spans, tmp_path, caplog):

@@ -7,32 +7,31 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_src.components import examplegen, spans as span_plan
+import emerald_testing as testing
 from pipeline_src.tools import synth
 from pipeline_src.config import load_config
 
 NIGHT_1, NIGHT_2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
 
-def _examples(tmp_path, night, into=None):
-    from tfx.types import artifact_utils, standard_artifacts
-
-    plan = span_plan.plan_splits(tmp_path / "source", night, "newest_night", 25)
-    examples = standard_artifacts.Examples()
-    examples.uri = str((into or tmp_path) / f"examples-{night}")
-    result = examplegen.write_splits(plan, examples.uri, 40_000_000)
-    examples.split_names = artifact_utils.encode_split_names(list(plan.splits))
-    examples.set_string_custom_property("night", night.isoformat())
-    examples.set_string_custom_property("previous_night", plan.previous_night or "none")
-    return examples, result["counts"]
+def _examples(root, night, into=None):
+    """Tonight's span and the history, as TFX gives them, after every night up to `night`."""
+    store = testing.SpanArtifacts(into or root / f"spans-{night}", root / "source",
+                                  max_pixels=40_000_000)
+    for each in (NIGHT_1, NIGHT_2):
+        tonight = store.night(each)
+        if each == night:
+            counts = json.loads(tonight.get_string_custom_property("split_counts"))
+            return tonight, store.history(), counts
+    raise ValueError(night)
 
 
 def _run(tmp_path, night):
-    examples, counts = _examples(tmp_path, night)
-    return (*_validate(examples, tmp_path / f"out-{night}"), counts)
+    examples, history, counts = _examples(tmp_path, night)
+    return (*_validate(examples, history, tmp_path / f"out-{night}"), counts)
 
 
-def _validate(examples, out_dir):
+def _validate(examples, history, out_dir):
     from pipeline_src.components import distribution_validator as component
 
     config = load_config(env={})
@@ -42,7 +41,7 @@ def _validate(examples, out_dir):
     out = component.DistributionComparisons()
     out.uri = str(out_dir)
     out_dir.mkdir()
-    component.Executor().Do({"examples": [examples]}, {"comparisons": [out]},
+    component.Executor().Do({"examples": [examples], "history": history}, {"comparisons": [out]},
                             {"settings": settings})
     return component.load_comparisons(out.uri), out
 
@@ -59,7 +58,7 @@ def source(tmp_path_factory):
 
 def test_the_first_night_compares_with_training_and_skips_drift_and_prediction(source):
     result, artifact, counts = _run(source, NIGHT_1)
-    assert counts == {"train": 36, "eval": 18, "previous": 18}
+    assert counts == {"train": 36, "eval": 18, "previous": 0}
     skew = {c["feature"]: c for c in result["comparisons"] if c["kind"] == "skew"}
     assert set(skew) == {"aspect_ratio", "pixel_area", "brightness", "rms_contrast", "mean_red",
                          "mean_green", "mean_blue", "sharpness", "label"}
@@ -94,27 +93,28 @@ def test_a_landscape_night_after_a_portrait_night_drifts_but_does_not_skew(sourc
 
 
 def test_the_baseline_comes_from_the_property_columns_and_equals_the_records(source, tmp_path):
-    """The columns ExampleGen writes are the records' values (as multisets, to the bit),
-    and the comparisons made from them are the ones the records give."""
+    """The columns ExampleGen writes with each span are the records' values (as multisets,
+    to the bit), and the comparisons made from them are the ones the records give."""
     import numpy as np
 
     from pipeline_src import features, names
     from pipeline_src.components import distribution_validator as component
+    from pipeline_src.components import span_history
 
-    examples, counts = _examples(source, NIGHT_2, into=tmp_path)
-    from_columns, _ = _validate(examples, tmp_path / "from-columns")
-    columns_file = Path(examples.uri) / names.PROPERTY_COLUMNS_FILE
+    examples, history, _ = _examples(source, NIGHT_2, into=tmp_path / "spans")
+    from_columns, _ = _validate(examples, history, tmp_path / "from-columns")
     compared = features.COMPARED_NUMERIC + features.COMPARED_CATEGORICAL
-    stored = component.split_properties(examples, compared)
-    for split in features.SPLITS:
-        read = component.read_properties(
-            str(Path(examples.uri) / f"Split-{split}"), compared)
-        for name in compared:
-            assert len(stored(split)[name]) == counts[split]
-            assert stored(split)[name].dtype == read[name].dtype, (split, name)
-            assert np.array_equal(np.sort(stored(split)[name]), np.sort(read[name])), (
-                split, name)
-    columns_file.unlink()                  # an artifact without columns: read the records
-    from_records, _ = _validate(examples, tmp_path / "from-records")
+    for span in history:
+        stored = component.split_properties(span, compared)
+        for split in features.SPAN_SPLITS:
+            read = component.read_properties(span_history.split_uri(span, split), compared)
+            for name in compared:
+                assert len(stored(split)[name]) == span_history.span_counts(span)[split]
+                assert stored(split)[name].dtype == read[name].dtype, (split, name)
+                assert np.array_equal(np.sort(stored(split)[name]), np.sort(read[name])), (
+                    split, name)
+    for span in history:                 # artifacts without columns: read the records
+        (Path(span.uri) / names.PROPERTY_COLUMNS_FILE).unlink()
+    from_records, _ = _validate(examples, history, tmp_path / "from-records")
     assert from_records == from_columns
     assert from_columns["tests"] == 18

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 import emerald_testing as testing
 from pipeline_src import features
-from pipeline_src.components import examplegen, spans as span_plan
+from pipeline_src.components import spans as span_plan
 from pipeline_src.tools import synth
 
 FIRST = dt.date(2026, 1, 2)
@@ -52,52 +53,65 @@ def _names(images):
     return {(i.source, i.night, i.label, i.filename) for i in images}
 
 
-def test_corpus_only_night_uses_a_stable_hash_split(spans):
-    plan = span_plan.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
-    assert plan.eval_mode == "hash"
-    train, evaluation = plan.splits[features.TRAIN], plan.splits[features.EVAL]
+def test_a_corpus_only_night_makes_the_corpus_its_span_with_a_stable_hash_split(spans):
+    night = FIRST - dt.timedelta(days=1)
+    plan = span_plan.plan_night(spans, night, "newest_night")
+    assert plan.tonight.is_corpus and plan.tonight.number == 0
+    assert plan.eval_mode == "hash" and plan.previous_night is None
+    assert plan.training_spans() == []
+    splits = span_plan.span_splits(plan.tonight, "newest_night", 25)
+    train, evaluation = splits[features.TRAIN], splits[features.EVAL]
     assert {i.source for i in train + evaluation} == {"corpus"}
-    assert len(train) + len(evaluation) == 12
+    assert len(train) + len(evaluation) == 12 and train and evaluation
     assert not _names(train) & _names(evaluation)
-    again = span_plan.plan_splits(spans, FIRST - dt.timedelta(days=1), "newest_night", 25)
-    assert _names(again.splits[features.EVAL]) == _names(evaluation)
-    assert plan.previous_night is None
+    again = span_plan.span_splits(span_plan.plan_night(spans, night, "newest_night").tonight,
+                                  "newest_night", 25)
+    assert _names(again[features.EVAL]) == _names(evaluation)
 
 
 def test_a_toto_night_is_evaluated_on_that_night_and_trained_on_what_came_before(spans):
     second = FIRST + dt.timedelta(days=1)
-    plan = span_plan.plan_splits(spans, second, "newest_night", 25)
+    plan = span_plan.plan_night(spans, second, "newest_night")
     assert plan.eval_mode == "newest_night"
-    evaluation = plan.splits[features.EVAL]
-    assert {(i.source, i.night) for i in evaluation} == {("toto", second.isoformat())}
-    train_nights = {i.night for i in plan.splits[features.TRAIN]}
-    assert train_nights == {"corpus", FIRST.isoformat()}
+    assert plan.tonight.name == second.isoformat()
+    assert plan.tonight.number == (second - dt.date(1970, 1, 1)).days
+    splits = span_plan.span_splits(plan.tonight, "newest_night", 25)
+    assert splits[features.TRAIN] == []
+    assert {(i.source, i.night) for i in splits[features.EVAL]} == {("toto", second.isoformat())}
+    assert [span.name for span in plan.training_spans()] == ["corpus", FIRST.isoformat()]
     assert plan.previous_night == FIRST.isoformat()
-    assert {i.night for i in plan.splits[features.PREVIOUS]} == {FIRST.isoformat()}
 
 
-def test_hash_option_mixes_every_night_into_both_splits(spans):
-    plan = span_plan.plan_splits(spans, FIRST + dt.timedelta(days=1), "hash", 50)
+def test_a_past_night_run_again_plans_nothing_after_it(spans):
+    plan = span_plan.plan_night(spans, FIRST, "newest_night")
+    assert list(plan.spans) == ["corpus", FIRST.isoformat()]     # not the night after
+    assert plan.previous_night is None
+
+
+def test_the_hash_option_splits_each_span_by_the_hash(spans):
+    second = FIRST + dt.timedelta(days=1)
+    plan = span_plan.plan_night(spans, second, "hash")
     assert plan.eval_mode == "hash"
-    everything = plan.splits[features.TRAIN] + plan.splits[features.EVAL]
-    assert len(everything) == 12 + 2 * 6
+    splits = span_plan.span_splits(plan.tonight, "hash", 50)
+    assert len(splits[features.TRAIN]) + len(splits[features.EVAL]) == 6
+    assert {i.night for i in splits[features.TRAIN] + splits[features.EVAL]} == {
+        second.isoformat()}
 
 
 def test_examples_carry_the_contract_features_and_bad_images_are_recorded(spans, tmp_path):
-    plan = span_plan.plan_splits(spans, FIRST, "newest_night", 25)
     corrupt = spans / "toto" / FIRST.isoformat() / "lion" / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     try:
-        plan = span_plan.plan_splits(spans, FIRST, "newest_night", 25)
-        result = examplegen.write_splits(plan, str(tmp_path), max_pixels=10_000_000)
+        tonight = testing.SpanArtifacts(tmp_path, spans, max_pixels=10_000_000).night(FIRST)
     finally:
         corrupt.unlink()
-    assert result["counts"][features.EVAL] == 6   # the broken file is not an example...
-    (rejected,) = result["rejected"]               # ...but it is accounted for, once
+    assert json.loads(tonight.get_string_custom_property("split_counts"))[features.EVAL] == 6
+    (rejected,) = json.loads(Path(tonight.uri, "rejected.json").read_text())   # once
     assert set(rejected) == {"object", "reason"}
     assert rejected["object"] == str(corrupt)
     assert rejected["reason"].startswith("corrupt or truncated image: ")
-    example = testing.split_examples(str(tmp_path), features.EVAL)[0]
+    assert tonight.get_int_custom_property("rejected_count") == 1
+    example = testing.split_examples(tonight.uri, features.EVAL)[0]
     feats = example.features.feature
     assert set(feats) == DOCUMENTED_FEATURES                   # what README.md promises
     assert feats[features.SOURCE].bytes_list.value[0] == b"toto"

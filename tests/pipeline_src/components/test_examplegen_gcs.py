@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
-from tfx.types import standard_artifacts
 
 import emerald_testing as testing
 from pipeline_src import features
-from pipeline_src.components import examplegen, spans as span_plan
+from pipeline_src.components import span_history, spans as span_plan
 from pipeline_src.ingest import IngestError, sources
 from pipeline_src.ingest.retry import RetryPolicy
 from pipeline_src.tools import synth
@@ -63,28 +62,27 @@ def _restore(name: str, value) -> None:
 
 
 def execute(input_base: str, out: Path):
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out)
-    out.mkdir()
-    examplegen.Executor().Do({}, {"examples": [examples]}, {
-        "input_base": input_base, "night": SECOND.isoformat(), "eval_split": "newest_night",
-        "hash_eval_percent": 25, "max_pixels": testing.BAD_MAX_PIXELS})
-    return examples
+    """ExampleGen's first night (no history): tonight's span, and the earlier ones made."""
+    store = testing.SpanArtifacts(out, input_base)
+    tonight = store.night(SECOND)
+    return tonight, store.updated
 
 
-def written(examples, root: str) -> dict:
+def written(made, root: str) -> dict:
     """Everything ExampleGen wrote, with object names relative to the spans root."""
-    out = Path(examples.uri)
+    tonight, updated = made
     records = {}
-    for split in (features.TRAIN, features.EVAL, features.PREVIOUS):
-        records[split] = testing.split_examples(str(out), split)
+    for artifact in [tonight] + updated:
+        for split in features.SPAN_SPLITS:
+            records[(span_history.span_name(artifact), split)] = testing.split_examples(
+                artifact.uri, split)
     rejected = [{**r, "object": r["object"].removeprefix(root.rstrip("/") + "/")}
-                for r in json.loads((out / "rejected.json").read_text())]
-    props = {name: examples.get_string_custom_property(name)
+                for r in json.loads(Path(tonight.uri, "rejected.json").read_text())]
+    props = {name: tonight.get_string_custom_property(name)
              for name in ("split_counts", "night_counts", "eval_mode", "previous_night")}
-    props["rejected_count"] = examples.get_int_custom_property("rejected_count")
+    props["rejected_count"] = tonight.get_int_custom_property("rejected_count")
     return {"records": records, "rejected": rejected, "properties": props,
-            "span": examples.span, "splits": examples.split_names}
+            "spans": [(a.span, a.version, a.split_names) for a in [tonight] + updated]}
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +106,11 @@ def quick_storage(monkeypatch, timeout=(2.0, 0.5), attempts=8):
 def test_spans_on_gcs_give_the_examples_spans_on_disk_give(bucket, from_disk, local_spans,
                                                           tmp_path, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", bucket)
-    examples = execute(f"gs://{BUCKET}/{PREFIX}", tmp_path / "out")
-    assert written(examples, f"gs://{BUCKET}/{PREFIX}") == from_disk
+    made = execute(f"gs://{BUCKET}/{PREFIX}", tmp_path / "out")
+    assert written(made, f"gs://{BUCKET}/{PREFIX}") == from_disk
     assert from_disk["rejected"] == [{"object": BROKEN, "reason": from_disk["rejected"][0]
                                       ["reason"]}]   # a damaged image stays a rejection
-    assert json.loads((tmp_path / "out" / "rejected.json").read_text())[0]["object"] == (
+    assert json.loads(Path(made[0].uri, "rejected.json").read_text())[0]["object"] == (
         f"gs://{BUCKET}/{PREFIX}/{BROKEN}")            # named where it is
     counts = json.loads(from_disk["properties"]["split_counts"])
     images = {night: [p for p in local_spans.glob(f"{night}/*/*") if p.name[0] not in "_."]
@@ -138,10 +136,10 @@ def test_5xx_throttling_and_timeouts_are_retried_to_the_same_examples(
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         quick_storage(monkeypatch)
         with caplog.at_level("WARNING", logger="pipeline_src.ingest"):
-            examples = execute(f"gs://{BUCKET}/{PREFIX}", tmp_path / "out")
+            made = execute(f"gs://{BUCKET}/{PREFIX}", tmp_path / "out")
     assert proxy.failed >= 8                                   # the faults did happen...
     assert "Timeout" in caplog.text and "503" in caplog.text   # ...timeouts among them
-    assert written(examples, f"gs://{BUCKET}/{PREFIX}") == from_disk                      # ...and changed nothing
+    assert written(made, f"gs://{BUCKET}/{PREFIX}") == from_disk                      # ...and changed nothing
 
 
 @pytest.mark.parametrize("status", [503, 403], ids=["outage", "forbidden"])
@@ -165,7 +163,8 @@ def test_a_read_that_keeps_failing_fails_the_night_naming_the_object(
         assert "still failing after 4 attempts" in message and proxy.failed == 4
     else:
         assert "permanent error" in message and proxy.failed == 1     # not retried
-    assert not (tmp_path / "out" / "rejected.json").exists()
+    assert not (tmp_path / "out" / "ImageExampleGen" / "examples" / "1" / "rejected.json"
+                ).exists()                                     # tonight's span was not made
 
 
 def test_a_listing_that_keeps_failing_fails_the_night_naming_the_prefix(

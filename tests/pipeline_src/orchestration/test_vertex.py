@@ -15,6 +15,8 @@ from pipeline_src.config import ConfigError, DEFAULT_CONFIG_FILE, load_config
 from pipeline_src.orchestration import node, vertex
 
 NIGHT = "2026-01-02"
+# The Trainer's executor: TFX's GenericExecutor, training on the span history too.
+TRAINER_EXECUTOR = "pipeline_src.components.trainer.Executor"
 
 
 def _gcp_config(tmp_path, enabled: bool = True, **edits):
@@ -38,8 +40,13 @@ def test_the_extension_names_are_tfxs_own():
     assert vertex.ENABLE_VERTEX_KEY == constants.ENABLE_VERTEX_KEY
     assert vertex.VERTEX_REGION_KEY == constants.VERTEX_REGION_KEY
     assert vertex.TRAINING_ARGS_KEY == executor.TRAINING_ARGS_KEY
-    assert f"{executor.GenericExecutor.__module__}.GenericExecutor" == \
-        vertex.VERTEX_TRAINER_EXECUTOR
+    # The switch's executor is TFX's extension executor, running the Trainer's own.
+    from pipeline_src.components import trainer, vertex_trainer
+
+    assert vertex.VERTEX_TRAINER_EXECUTOR == \
+        f"{vertex_trainer.Executor.__module__}.{vertex_trainer.Executor.__name__}"
+    assert issubclass(vertex_trainer.Executor, executor.GenericExecutor)
+    assert vertex_trainer.Executor()._GetExecutorClass() is trainer.Executor
 
 
 def test_the_switch_is_off_by_default_and_checked_when_on(tmp_path):
@@ -78,7 +85,7 @@ def test_a_vertex_launch_swaps_the_trainers_executor_and_adds_the_job(tmp_path):
     off = dataclasses.replace(config, training=dataclasses.replace(
         config.training, vertex=dataclasses.replace(config.training.vertex, enabled=False)))
     local = node.launcher_arguments(off, names.TRAINER, run_id="r.1", night=NIGHT)
-    assert local["executor_spec"].class_path == "tfx.components.trainer.executor.GenericExecutor"
+    assert local["executor_spec"].class_path == TRAINER_EXECUTOR
 
 
 def test_the_custom_job_tfx_builds_runs_the_trainers_executor_in_the_image(tmp_path):
@@ -94,6 +101,8 @@ def test_the_custom_job_tfx_builds_runs_the_trainers_executor_in_the_image(tmp_p
     custom = json.loads(exec_properties["custom_config"])
     examples = standard_artifacts.Examples()
     examples.uri = "gs://emerald-pipeline/root/ImageExampleGen/examples/1"
+    corpus = standard_artifacts.Examples()
+    corpus.uri = "gs://emerald-pipeline/root/ImageExampleGen/updated_spans/1/corpus"
     model = standard_artifacts.Model()
     model.uri = "gs://emerald-pipeline/root/Trainer/model/2"
     # The client's constructor opens a gRPC client to {region}-aiplatform (credentials
@@ -101,16 +110,18 @@ def test_the_custom_job_tfx_builds_runs_the_trainers_executor_in_the_image(tmp_p
     client = object.__new__(training_clients.VertexJobClient)
     client._region = custom[vertex.VERTEX_REGION_KEY]
     job = client.create_training_job(
-        {"examples": [examples]}, {"model": [model]}, exec_properties,
-        "tfx.components.trainer.executor.GenericExecutor",
+        {"examples": [examples], "history": [corpus]}, {"model": [model]}, exec_properties,
+        TRAINER_EXECUTOR,
         {k: v for k, v in custom[vertex.TRAINING_ARGS_KEY].items() if k != "project"},
         None, None)
     (pool,) = job["job_spec"]["worker_pool_specs"]
     command = pool["container_spec"]["command"]
     assert command[:5] == ["python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
-                           "tfx.components.trainer.executor.GenericExecutor"]
+                           TRAINER_EXECUTOR]
     assert pool["container_spec"]["image_uri"] == config.training.vertex.image
     carried = json.loads(command[command.index("--exec-properties") + 1])
     assert carried["run_fn"] == "pipeline_src.model.trainer.run_fn"
+    inputs = json.loads(command[command.index("--inputs") + 1])
+    assert inputs["history"][0]["artifact"]["uri"] == corpus.uri     # the span history too
     outputs = json.loads(command[command.index("--outputs") + 1])
     assert outputs["model"][0]["artifact"]["uri"] == model.uri
