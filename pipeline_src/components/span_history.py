@@ -73,6 +73,8 @@ def training_spans(tonight, history: Sequence) -> list:
     but tonight's span."""
     from pipeline_src.components.spans import span_of
 
+    if not history:
+        return []
     last = span_of(dt.date.fromisoformat(night_of(tonight)))
     return [artifact for span, artifact in sorted(latest_by_span(history).items())
             if span != tonight.span and span <= last]

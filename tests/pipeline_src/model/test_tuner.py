@@ -1,4 +1,4 @@
-"""The optional Tuner node, run through TFX's own Tuner executor on tiny colour data.
+"""The optional Tuner node, run through its executor (TFX's own, given the span history).
 
 Two random-search trials of hyperparameters.SEARCH_SPACE, one epoch each: the
 executor writes the best values and the trials' scores, as the Tuner component
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.slow       # two short trainings: ~30 s
 
 def test_the_tuner_node_searches_and_the_trainer_takes_its_best(trained, transform_graph,
                                                                 tmp_path):
-    from tfx.components.tuner import executor
     from tfx.dsl.components.base import base_executor
     from tfx.proto import trainer_pb2
     from tfx.types import standard_artifacts
@@ -36,8 +35,11 @@ def test_the_tuner_node_searches_and_the_trainer_takes_its_best(trained, transfo
     best, results = standard_artifacts.HyperParameters(), standard_artifacts.TunerResults()
     best.uri, results.uri = str(tmp_path / "best"), str(tmp_path / "results")
     context = base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1")
-    executor.Executor(context).Do(
-        {"examples": [examples], "transform_graph": [graph]},
+    # The pipeline's Tuner executor (TFX's, training on the span history; none here).
+    from pipeline_src.components.trainer import TunerExecutor
+
+    TunerExecutor(context).Do(
+        {"examples": [examples], "history": [], "transform_graph": [graph]},
         {"best_hyperparameters": [best], "tuner_results": [results]},
         {"tuner_fn": "pipeline_src.model.tuner.tuner_fn",
          "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(splits=["train"])),
