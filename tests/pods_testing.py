@@ -13,8 +13,8 @@
                          filesystem is an overlay: anything the process writes outside its
                          scratch folder (and the volumes a pod mounts) lands in the overlay,
                          never on this machine's disk, and is reported as `outside_writes`
-    run_worker_task      (this file run as a script) a task that is no pod, executed in a
-                         fresh process as Airflow's worker executes it: the DAG built from
+    run_worker_task      (this file run as a script: worker_command) a task that is no pod,
+                         executed in a fresh process as Airflow's worker executes it: the DAG built from
                          the configuration, the task's templates rendered, execute(context)
 
 Used by tests/test_pods_e2e.py and tests/plugins/test_pod_render.py; quick tests of the
@@ -51,6 +51,9 @@ def offline_kubernetes(folder: Path) -> Iterator[Path]:
         "users": [{"name": "u", "user": {"token": "offline"}}]}))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KUBECONFIG", str(kubeconfig))
+        # The operator's hook looks its connection up: found here, not in Airflow's database.
+        patch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}))
         # The client reads KUBECONFIG when first imported; an earlier test may have.
         import kubernetes.config.kube_config as kube_config
 
@@ -106,13 +109,13 @@ def topological(dag) -> list[str]:
 
 # --------------------------------------------------------------------------- a pod, here
 
-# The image's own environment (Dockerfile: the apache/airflow base, then ENV), with this
-# checkout where the image has /opt/emerald. AIRFLOW_HOME is the image's /opt/airflow, a
-# folder of the container's own: here a folder of the process's scratch.
-def image_env(scratch: Path) -> dict[str, str]:
+def image_env() -> dict[str, str]:
+    """The image's own environment (Dockerfile: the apache/airflow base, then ENV), with
+    this checkout where the image has /opt/emerald. Not AIRFLOW_HOME: the image's
+    /opt/airflow is a folder of the container's own, here Airflow's default, ~/airflow,
+    in the process's scratch HOME."""
     return {
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",   # `emerald` is the venv's
-        "AIRFLOW_HOME": str(scratch / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -278,6 +281,17 @@ class Sandbox:
 
 
 # --------------------------------------------------------------------------- worker tasks
+
+def worker_command(task_id: str, spec_file: Path) -> list[str]:
+    """The command line that runs `run_worker_task` in a fresh interpreter.
+
+    This file is run by path (runpy), not as `python tests/pods_testing.py`, which would put
+    tests/ first on sys.path, where tests/pipeline_src/ would shadow the real package.
+    """
+    return [sys.executable, "-c", "import runpy, sys; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')", __file__, task_id,
+            str(spec_file)]
+
 
 def run_worker_task(task_id: str, spec_file: Path) -> int:
     """Executes one task of the DAG as the worker does, printing RESULT{json} last.
