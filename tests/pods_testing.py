@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
@@ -189,6 +190,7 @@ class Finished:
     stderr: str
     log: Path
     outside_writes: list[str]
+    seconds: float
 
     def tail(self, chars: int = 6000) -> str:
         return f"{self.name} exited {self.returncode}:\n{self.stdout[-2000:]}\n{self.stderr[-chars:]}"
@@ -209,13 +211,18 @@ class Sandbox:
     """Processes of one test, each in a scratch folder of its own under `root`."""
 
     def __init__(self, root: Path):
+        import itertools
+        import threading
+
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.finished: list[Finished] = []
+        self._numbers, self._lock = itertools.count(), threading.Lock()
 
     def scratch(self, name: str) -> Path:
         """A fresh, empty folder for the next process (numbered: names may repeat)."""
-        folder = self.root / f"{len(self.finished):02d}-{name}"
+        with self._lock:             # processes may start from several threads
+            folder = self.root / f"{next(self._numbers):02d}-{name}"
         for sub in ("work", "home", "tmp"):
             (folder / "scratch" / sub).mkdir(parents=True)
         (folder / "layers").mkdir()
@@ -241,6 +248,7 @@ class Sandbox:
                     str(folder / "layers"), str(scratch), str(folder / "outside.txt"),
                     str(scratch / "work"), *bound, "--"] + list(argv))
         log = folder / "stderr.log"
+        started = time.monotonic()
         with open(log, "w+") as err:
             proc = subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=err,
                                     text=True, start_new_session=True)
@@ -255,7 +263,8 @@ class Sandbox:
         listing = folder / "outside.txt"
         writes = self._outside(listing.read_text(), volumes) if listing.exists() else [
             "(no listing: the sandbox did not finish)"]
-        finished = Finished(name, proc.returncode, stdout, stderr, log, writes)
+        finished = Finished(name, proc.returncode, stdout, stderr, log, writes,
+                            time.monotonic() - started)
         self.finished.append(finished)
         return finished
 

@@ -10,8 +10,9 @@ that are no pods run as the worker runs them (pods_testing.run_worker_task: the 
 operator, templates rendered, `execute`), each in a fresh process too: the sensor (the
 night's `_SUCCESS` marker is there), ingestion into the spans on gs://, and `data_gate`,
 which sends the gate pod's alert with the worker's connections (a real SMTP server) and
-fails to block the push. Tasks run one at a time in the DAG's topological order; a task
-whose upstream failed is not run (`upstream_failed`), the report (a teardown) always is.
+fails to block the push. A task runs once its upstream tasks are done, two at a time
+(PARALLEL_TASKS); a task whose upstream failed is not run (`upstream_failed`), the report
+(a teardown) always is.
 
 Every process starts in an empty working directory, HOME and TMPDIR of its own inside a
 sandbox (pods_testing.Sandbox): a private overlay of the whole filesystem catches anything
@@ -49,6 +50,9 @@ from pipeline_src.config import DEFAULT_CONFIG_FILE, _merge, load_config
 
 NIGHTS = ((dt.date(2026, 1, 1), True), (dt.date(2026, 1, 2), False))   # (night, corpus_only)
 SHIPPED_PROFILE = DEFAULT_CONFIG_FILE.parent / "profiles" / "gcp.yaml"
+# Composer runs independent pods side by side; two at a time here (2 cores), which also
+# has MLMD on PostgreSQL serve concurrent nodes, as it does there.
+PARALLEL_TASKS = 2
 XCOM_DIR = "/airflow/xcom"             # the XCom sidecar's volume in a pod that hands back
 
 
@@ -95,18 +99,32 @@ class Night:
         self.results: dict[str, dict] = {}         # worker tasks: RESULT{...}
         self.pod_envs: dict[str, dict] = {}        # what each pod's spec set
 
-    def run(self, dag) -> "Night":
-        for task_id in pods_testing.topological(dag):
-            task = dag.get_task(task_id)
-            broken = {self.states[t] for t in task.upstream_task_ids} & {"failed",
-                                                                        "upstream_failed"}
-            if broken and not task.is_teardown:
-                self.states[task_id] = "upstream_failed"
-                continue
-            self.dag_run.failed = [t for t, s in self.states.items()
-                                   if s in ("failed", "upstream_failed")]
-            ok = self._pod(task) if pods_testing.is_pod(task) else self._worker(task)
-            self.states[task_id] = "success" if ok else "failed"
+    def run(self, dag, width: int = PARALLEL_TASKS) -> "Night":
+        """Every task once its upstream tasks are done, up to `width` at a time."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        pending, running = pods_testing.topological(dag), {}
+        with ThreadPoolExecutor(width) as pool:
+            while pending or running:
+                for task_id in list(pending):
+                    task = dag.get_task(task_id)
+                    if len(running) == width or not task.upstream_task_ids <= set(self.states):
+                        continue
+                    pending.remove(task_id)
+                    broken = {self.states[t] for t in task.upstream_task_ids} & {
+                        "failed", "upstream_failed"}
+                    if broken and not task.is_teardown:
+                        self.states[task_id] = "upstream_failed"
+                        continue
+                    self.dag_run.failed = [t for t, s in self.states.items()
+                                           if s in ("failed", "upstream_failed")]
+                    run = self._pod if pods_testing.is_pod(task) else self._worker
+                    running[pool.submit(run, task)] = task_id
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self.states[running.pop(future)] = ("success" if future.result()
+                                                            else "failed")
         return self
 
     def _context(self) -> dict:
@@ -210,6 +228,8 @@ def pods_nights(tmp_path_factory):
                "artifacts": _artifact_uris(config, server), "timings": timings}
     smtp.stop()
     print("\npods e2e timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print("per process: " + ", ".join(f"{run.log.parent.name} {run.seconds:.0f} s"
+                                      for run in world["sandbox"].finished))
 
 
 def _artifact_uris(config, server: dict) -> dict[str, list[str]]:
