@@ -207,6 +207,16 @@ def sandbox_available() -> Optional[str]:
     return None if probe.returncode == 0 else f"no overlay mount here: {probe.stderr.strip()}"
 
 
+def require_sandbox() -> None:
+    """Skips the calling test where the sandbox cannot run (not root, no overlay); in CI
+    (CI set), where it must run, fails instead, so that a green run never hides it."""
+    import pytest
+
+    why_not = sandbox_available()
+    if why_not:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no sandbox: {why_not}")
+
+
 class Sandbox:
     """Processes of one test, each in a scratch folder of its own under `root`."""
 

@@ -19,7 +19,7 @@ sandbox (pods_testing.Sandbox): a private overlay of the whole filesystem catche
 it writes elsewhere, so the test can say exactly what a pod would have left on local disk.
 
 The configuration is the shipped `gcp` profile plus what must change on this machine
-(MACHINE), merged by the test into a profile of the same name beside a copy of
+(machine_overlay), merged by the test into a profile of the same name beside a copy of
 include/emerald.yaml (EMERALD_CONFIG names the base file; profiles are read beside it):
 Beam on the DirectRunner instead of Dataflow, the test's PostgreSQL (host, port, no SSL;
 user, database and the password's variable as shipped, the database made beforehand as
@@ -29,10 +29,11 @@ fake-gcs-server, which TF's own gs:// client reaches through tests/gcs_testing.p
 
 Night 1 (2026-01-01) is the corpus-only bootstrap: it must push. Night 2 (2026-01-02) brings
 Toto's portrait, darker photos (`emerald synth`, as `make demo`): the gate must block it.
-About 15 minutes on 2 cores: ~25 processes, each importing TF/TFX.
+About 7.5 minutes on 2 cores: 29 processes, most of them importing TF and TFX.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -47,6 +48,7 @@ import gcs_testing
 import pods_testing
 from pipeline_src import names
 from pipeline_src.config import DEFAULT_CONFIG_FILE, _merge, load_config
+from pipeline_src.ingest.sources import parse_source
 
 NIGHTS = ((dt.date(2026, 1, 1), True), (dt.date(2026, 1, 2), False))   # (night, corpus_only)
 SHIPPED_PROFILE = DEFAULT_CONFIG_FILE.parent / "profiles" / "gcp.yaml"
@@ -76,11 +78,6 @@ def write_configuration(folder: Path, server: dict) -> Path:
     profile = _merge(yaml.safe_load(SHIPPED_PROFILE.read_text()), machine_overlay(server))
     (folder / "profiles" / "gcp.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return config_file
-
-
-def bucket_and_prefix(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = str(uri).removeprefix("gs://").partition("/")
-    return bucket, prefix.strip("/")
 
 
 class Night:
@@ -160,17 +157,15 @@ class Night:
 
 @pytest.fixture(scope="module")
 def pods_nights(tmp_path_factory):
-    why_not = pods_testing.sandbox_available()
-    if why_not:
-        pytest.skip(why_not)
+    pods_testing.require_sandbox()
     from emerald_dag.builder import build_nightly_dag
     from pipeline_src.tools import synth
 
     root = tmp_path_factory.mktemp("pods-e2e")
     timings: dict[str, float] = {}
     started = time.monotonic()
-    smtp = testing.SmtpInbox()
-    with testing.postgres_server(password="mlmd-Secret-Beryl9") as server, \
+    with smtp_server() as smtp, \
+            testing.postgres_server(password="mlmd-Secret-Beryl9") as server, \
             gcs_testing.gcs_for_tf(root / "gcs") as proxy, \
             pods_testing.offline_kubernetes(root), pytest.MonkeyPatch.context() as patch:
         testing.create_database(server, "mlmd")          # skip_db_creation: as on Cloud SQL
@@ -193,8 +188,8 @@ def pods_nights(tmp_path_factory):
         secrets = {(postgresql["secret_name"], postgresql["secret_key"]): server["password"]}
 
         client = testing.anonymous_client("emerald-project")
-        source_bucket, source_prefix = bucket_and_prefix(config.paths.source)
-        for bucket in {source_bucket, bucket_and_prefix(config.paths.pipeline_root)[0]}:
+        _, source_bucket, source_prefix = parse_source(config.paths.source)
+        for bucket in {source_bucket, parse_source(config.paths.pipeline_root)[1]}:
             client.create_bucket(bucket)
         local = root / "synth"
         synth.synthesize(local, nights=1, seed=0, start_date=NIGHTS[1][0])
@@ -226,10 +221,19 @@ def pods_nights(tmp_path_factory):
                "smtp": smtp, "proxy": proxy, "client": client, "server": server,
                "objects": objects,
                "artifacts": _artifact_uris(config, server), "timings": timings}
-    smtp.stop()
     print("\npods e2e timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     print("per process: " + ", ".join(f"{run.log.parent.name} {run.seconds:.0f} s"
                                       for run in world["sandbox"].finished))
+
+
+@contextlib.contextmanager
+def smtp_server():
+    """A real SMTP server: the worker's smtp_default connection (the gate's alert)."""
+    inbox = testing.SmtpInbox()
+    try:
+        yield inbox
+    finally:
+        inbox.stop()
 
 
 def _artifact_uris(config, server: dict) -> dict[str, list[str]]:
@@ -391,3 +395,13 @@ def test_every_artifact_is_in_the_bucket_and_tf_used_its_own_gs_client(pods_nigh
     assert proxy.tunnelled > 0 and proxy.batch_parts > 0      # TF's own client, Beam's batches
     assert not proxy.errors and not proxy.refused
 
+
+
+@pytest.mark.slow
+def test_the_mlmd_password_is_in_no_output_and_no_object(pods_nights):
+    """The pods get it from the secret; it must not come back out (issue 14)."""
+    secret = pods_nights["server"]["password"]
+    for run in pods_nights["sandbox"].finished:
+        assert secret not in run.stdout + run.stderr, run.log
+    for name, blob in pods_nights["objects"].items():
+        assert secret.encode() not in blob.download_as_bytes(), name

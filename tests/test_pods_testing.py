@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pods_testing import Sandbox, sandbox_available
+from pods_testing import Sandbox, require_sandbox
 
-pytestmark = pytest.mark.skipif(sandbox_available() is not None,
-                                reason=str(sandbox_available()))
+
+@pytest.fixture(autouse=True)
+def _sandbox_here():
+    require_sandbox()
 
 WRITER = r"""
 import os, pathlib, sys, tempfile
