@@ -131,7 +131,8 @@ class ThrowawayCA:
                        .public_key(key.public_key()).serial_number(x509.random_serial_number())
                        .not_valid_before(now - dt.timedelta(hours=1))
                        .not_valid_after(now + dt.timedelta(days=2))
-                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                                      critical=True))
             if ca:
                 builder = builder.add_extension(x509.KeyUsage(
                     digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -314,7 +315,7 @@ class GcsProxy:
                         return
                     status, reason, answer_headers, answer = proxy.forward(
                         self.command, path, headers, body)
-                except Exception as error:  # noqa: BLE001 - the client gets a 502 and the test a record
+                except Exception as error:  # noqa: BLE001 - a 502 for the client, a record here
                     proxy.errors.append(f"{self.command} {self.path}: {error!r}")
                     status, reason, answer_headers = 502, "Bad Gateway", []
                     answer = f"proxy: {error!r}".encode()
@@ -383,8 +384,8 @@ def credentials_file(proxy: GcsProxy) -> Path:
     """
     path = proxy.ca.ca_file.with_name("application_default_credentials.json")
     path.write_text(json.dumps({"type": "authorized_user", "client_id": "emerald-test",
-                                "client_secret": "emerald-test", "refresh_token": "emerald-test",
-                                "token_uri": f"{proxy.url}/token"}))
+                                "client_secret": "emerald-test",
+                                "refresh_token": "emerald-test"}))
     return path
 
 
@@ -393,9 +394,9 @@ def gcs_environment(proxy: GcsProxy, project: str = "emerald-project") -> dict[s
 
     TF: https_proxy (no_proxy keeps local calls direct), the throwaway CA, a fixed token
     and no GCE probe. Python clients: STORAGE_EMULATOR_HOST, and credentials whose token
-    the proxy hands out (credentials_file), trusting the CA. The metadata server google-auth would look for
-    is pointed at a closed local port all the same: nothing probes 169.254.169.254 from
-    this machine.
+    the proxy hands out (credentials_file), trusting the CA. The metadata server
+    google-auth would look for is pointed at a closed local port all the same: nothing
+    probes 169.254.169.254 from this machine.
     """
     metadata = f"127.0.0.1:{closed_port()}"
     return {

@@ -6,16 +6,17 @@
                          a pod, the V1Pod the Kubernetes API would receive
     topological          the DAG's tasks in an order a scheduler could run them one by one
     pod_process          a pod's container as a command line and an environment: the
-                         container's command + args, its env with secrets resolved, the
-                         image's own settings (IMAGE_ENV)
+                         container's command + args, its env with secrets resolved
+    image_env            the image's own settings (the Dockerfile's ENV), for this checkout
     Sandbox              runs a command in a fresh scratch folder (its working directory,
                          HOME and TMPDIR) inside a private mount namespace whose whole
                          filesystem is an overlay: anything the process writes outside its
                          scratch folder (and the volumes a pod mounts) lands in the overlay,
                          never on this machine's disk, and is reported as `outside_writes`
-    run_worker_task      (this file run as a script: worker_command) a task that is no pod,
-                         executed in a fresh process as Airflow's worker executes it: the DAG built from
-                         the configuration, the task's templates rendered, execute(context)
+    run_worker_task      (this file run as a script: worker_command) a task that is no
+                         pod, executed in a fresh process as Airflow's worker executes it:
+                         the DAG built from the configuration, the task's templates
+                         rendered, execute(context)
 
 Used by tests/test_pods_e2e.py and tests/plugins/test_pod_render.py; quick tests of the
 sandbox in tests/test_pods_testing.py.
@@ -193,7 +194,8 @@ class Finished:
     seconds: float
 
     def tail(self, chars: int = 6000) -> str:
-        return f"{self.name} exited {self.returncode}:\n{self.stdout[-2000:]}\n{self.stderr[-chars:]}"
+        return (f"{self.name} exited {self.returncode}:\n{self.stdout[-2000:]}\n"
+                f"{self.stderr[-chars:]}")
 
 
 def sandbox_available() -> Optional[str]:
