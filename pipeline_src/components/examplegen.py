@@ -292,14 +292,24 @@ class Executor(base_executor.BaseExecutor):
         plan = plan_night(input_base, night, eval_split)
         history = span_history.latest_by_span(input_dict.get("history", []))
         tonight = artifact_utils.get_single_instance(output_dict["examples"])
-        made = make_spans(plan, history, tonight, output_dict.get(UPDATED_SPANS, []),
-                          int(exec_properties["max_pixels"]), eval_split,
-                          int(exec_properties["hash_eval_percent"]))
+        updated = output_dict.get(UPDATED_SPANS, [])
+        updated_root = updated[0].uri if updated else None
+        made = make_spans(plan, history, tonight, updated, int(exec_properties["max_pixels"]),
+                          eval_split, int(exec_properties["hash_eval_percent"]))
         rejected = describe_night(tonight, plan, made, history)
         log_rejected(rejected, night)
         counts = json.loads(tonight.get_string_custom_property(names.SPLIT_COUNTS))
         if not counts.get(features.TRAIN):
             raise ValueError(f"no training images under {input_base} for night {night}")
+        if updated_root and not updated:      # no span made anew: TFX publishes none, so
+            _remove_empty_folder(updated_root)   # the folder it made for one is nobody's
+
+
+def _remove_empty_folder(uri: str) -> None:
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(uri) and not tf.io.gfile.listdir(uri):
+        tf.io.gfile.rmtree(uri)
 
 
 def _write_text(uri: str, text: str) -> None:

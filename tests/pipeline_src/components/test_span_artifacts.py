@@ -81,6 +81,9 @@ def test_a_night_decodes_only_its_own_photos_and_trains_on_every_span_before_it(
     third = store.night(THIRD)
     assert set(reads) == _night_images(spans, THIRD) and len(reads) == 6   # tonight's six
     assert store.updated == []
+    # No span made anew: the folder TFX made for one is gone (no orphaned output).
+    assert not Path(store.root, "ImageExampleGen", examplegen.UPDATED_SPANS, "3").exists()
+    assert Path(store.root, "ImageExampleGen", examplegen.UPDATED_SPANS, "1").is_dir()
     history = store.history()
     assert _spans(history) == {"corpus": (0, 0), **{
         n.isoformat(): ((n - dt.date(1970, 1, 1)).days, 0) for n in (FIRST, SECOND, THIRD)}}
