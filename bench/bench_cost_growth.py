@@ -8,8 +8,10 @@ alone), then Toto's nights 1 to N in order, as the nightly schedule would run
 them. Every task is timed between dag.test()'s start and end lines
 (bench_night.TaskTimer). The table sets night 2 beside night N with the ratio;
 issue 11's goals: the data tasks (ingestion, ExampleGen, StatisticsGen, the
-validators) at most 1.2x, the whole night at most 1.3x. Writes BENCHMARKS.md's
-"cost growth" section.
+validators) at most 1.2x, the whole night at most 1.3x. Beside that ratio, the
+median of the last three nights over that of nights 2 to 4, and every night's
+time per data task: one night's time of a short task varies by up to 2x on these
+machines. Writes BENCHMARKS.md's "cost growth" section.
 
     .venv/bin/python bench/bench_cost_growth.py [--corpus-per-label 667] [--nights 10]
         [--toto-per-label 100] [--scale 1.6]
@@ -95,19 +97,27 @@ def render(args, load: tuple, seconds: dict[int, dict[str, float]],
            f" **Partial:** the run stopped after night {last} of {args.nights}; the "
            "table compares the nights it had finished."),
         "",
-        f"| task | night 2 | night {last} | ratio | goal |",
-        "|---|---:|---:|---:|---|",
+        f"| task | night 2 | night {last} | ratio | goal | {_trend_heading(last)} |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for task in [t for t in seconds[last] if t != WHOLE_NIGHT] + [WHOLE_NIGHT]:
         before, after = seconds[2].get(task), seconds[last].get(task)
         if before is None or after is None:
-            lines.append(f"| {task} | {_cell(before)} | {_cell(after)} | | |")
+            lines.append(f"| {task} | {_cell(before)} | {_cell(after)} | | | |")
             continue
         ratio = after / before if before else float("inf")
         goal = DATA_GOAL if task in DATA_TASKS else NIGHT_GOAL if task == WHOLE_NIGHT else None
         verdict = "" if goal is None else f"{goal}x: {'met' if ratio <= goal else 'missed'}"
         name = f"**{task}**" if task == WHOLE_NIGHT else task
-        lines.append(f"| {name} | {before:.1f} s | {after:.1f} s | {ratio:.2f}x | {verdict} |")
+        lines.append(f"| {name} | {before:.1f} s | {after:.1f} s | {ratio:.2f}x | {verdict} | "
+                     f"{_trend(seconds, task, last)} |")
+    lines += ["", "A single night's time on this machine varies by up to 2x from night to "
+              "night for the short tasks (the same work; see the series below), so the last "
+              "column sets the median of three nights at each end beside each other. Each "
+              "night's seconds, night 1 to night " + str(last) + ":", ""]
+    for task in [t for t in seconds[last] if t in DATA_TASKS] + [WHOLE_NIGHT]:
+        lines.append(f"- {task}: " + ", ".join(
+            f"{seconds[n][task]:.1f}" for n in sorted(seconds) if n and task in seconds[n]))
     lines += ["", "Every night's wall time: " + ", ".join(
         f"{'corpus' if n == 0 else n} {s[WHOLE_NIGHT]:.0f} s" for n, s in seconds.items())
         + ". Training and push: " + ", ".join(
@@ -115,6 +125,25 @@ def render(args, load: tuple, seconds: dict[int, dict[str, float]],
         f"{', pushed' if o.get('pushed') else ', not pushed'}" for n, o in outcomes.items())
         + "."]
     return "\n".join(lines)
+
+
+def _trend_heading(last: int) -> str:
+    if last < 7:
+        return "trend"
+    return f"median of nights {last - 2}-{last} over nights 2-4"
+
+
+def _trend(seconds: dict[int, dict[str, float]], task: str, last: int) -> str:
+    """The median of the last three nights over that of nights 2 to 4 (with 7 or more)."""
+    import statistics
+
+    if last < 7:
+        return ""
+    early = [seconds[n].get(task) for n in (2, 3, 4)]
+    late = [seconds[n].get(task) for n in (last - 2, last - 1, last)]
+    if None in early + late or not statistics.median(early):
+        return ""
+    return f"{statistics.median(late) / statistics.median(early):.2f}x"
 
 
 def _cell(value) -> str:

@@ -11,8 +11,8 @@ front of sys.path before importing it. The bench inserts tests/ itself.
     examples   split_examples; SpanArtifacts (ImageExampleGen night after night, its
                history resolved by TFX's all_spans)
     network    free_port
-    emulator   gcs_emulator (a context manager yielding the URL), anonymous_client,
-               upload_tree
+    emulator   gcs_emulator (a context manager yielding the URL; storage_server, what
+               starts and stops such a server), anonymous_client, upload_tree
     faults     FaultProxy
     postgres   postgres_server (a context manager yielding host, port, user, password),
                create_database, database_url (its SQLAlchemy URL)
@@ -226,23 +226,18 @@ def _emulator_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
-    """Starts `gcp-storage-emulator --in-memory` on a free port; yields its http:// URL.
+def storage_server(name: str, command: list[str], url: str,
+                   log_path: Optional[Path] = None) -> Iterator[str]:
+    """Runs a GCS JSON API server (`command`, serving at `url`) until the block ends;
+    yields the URL once the server answers a bucket listing (30 s at most).
 
-    Its output goes to log_path (if given), whose tail a failure to start quotes.
-    Set STORAGE_EMULATOR_HOST to the URL for google-cloud-storage to use it.
-    """
-    port = free_port()
+    Its output goes to log_path (if given), whose tail a failure to start quotes."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        _emulator_command() + ["start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-                               "--default-bucket=emerald-boot"],
-        stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
     def failed(why: str) -> RuntimeError:
         log = Path(log_path).read_text(errors="replace")[-3000:] if log_path else ""
-        return RuntimeError(f"gcp-storage-emulator {why}" + (f":\n{log}" if log else ""))
+        return RuntimeError(f"{name} {why}" + (f":\n{log}" if log else ""))
 
     try:
         deadline = time.monotonic() + 30
@@ -260,12 +255,28 @@ def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(5)
+            proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         if log_path:
             out.close()
+
+
+@contextlib.contextmanager
+def gcs_emulator(log_path: Optional[Path] = None) -> Iterator[str]:
+    """Starts `gcp-storage-emulator --in-memory` on a free port; yields its http:// URL.
+
+    Its output goes to log_path (if given), whose tail a failure to start quotes.
+    Set STORAGE_EMULATOR_HOST to the URL for google-cloud-storage to use it.
+    """
+    port = free_port()
+    with storage_server(
+            "gcp-storage-emulator",
+            _emulator_command() + ["start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                                   "--default-bucket=emerald-boot"],
+            f"http://127.0.0.1:{port}", log_path) as url:
+        yield url
 
 
 def anonymous_client(project: str = "emerald-test"):

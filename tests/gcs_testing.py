@@ -37,16 +37,14 @@ import json
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
-import time
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
+import emerald_testing as testing
 from emerald_testing import free_port
 
 GOOGLE_HOSTS = ("storage.googleapis.com", "www.googleapis.com")
@@ -80,33 +78,12 @@ def fake_gcs_server(log_path: Path, external_url: Optional[str] = None) -> Itera
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+    with testing.storage_server(
+            "fake-gcs-server",
             [str(fake_gcs_binary()), "-scheme", "http", "-backend", "memory", "-host",
              "127.0.0.1", "-port", str(port), "-external-url", external_url or url,
-             "-log-level", "warn"],
-            stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"fake-gcs-server exited with {proc.returncode}:\n"
-                                       f"{Path(log_path).read_text(errors='replace')[-3000:]}")
-                try:
-                    urllib.request.urlopen(url + "/storage/v1/b?project=x", timeout=1).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("fake-gcs-server did not start in 30 s") from None
-                    time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+             "-log-level", "warn"], url, log_path) as served:
+        yield served
 
 
 # --------------------------------------------------------------------------- certificates

@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
