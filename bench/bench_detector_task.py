@@ -56,7 +56,7 @@ def _write_split(uri: Path, split: str, properties: dict, blobs, night: str) -> 
     folder.mkdir(parents=True)
     n = len(properties["label"])
     columns = property_columns.empty()
-    with tf.io.TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"),
+    with tf.io.TFRecordWriter(str(folder / examplegen.SHARD),
                               options="GZIP") as writer:
         for i in range(n):
             values = {name: properties[name][i] for name in properties}
