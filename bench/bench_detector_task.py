@@ -47,7 +47,7 @@ def _write_split(uri: Path, split: str, properties: dict, blobs, night: str) -> 
     """Writes the split's records; returns its property columns, as ExampleGen keeps them."""
     import tensorflow as tf
 
-    from pipeline_src import features
+    from pipeline_src import features, names
     from pipeline_src.components import examplegen
     from pipeline_src.validation import columns as property_columns
     from pipeline_src.validation import summary
@@ -56,7 +56,7 @@ def _write_split(uri: Path, split: str, properties: dict, blobs, night: str) -> 
     folder.mkdir(parents=True)
     n = len(properties["label"])
     columns = property_columns.empty()
-    with tf.io.TFRecordWriter(str(folder / examplegen.SHARD),
+    with tf.io.TFRecordWriter(str(folder / names.EXAMPLES_SHARD_FILE),
                               options="GZIP") as writer:
         for i in range(n):
             values = {name: properties[name][i] for name in properties}

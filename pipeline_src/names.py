@@ -78,6 +78,9 @@ FEATURE_SUMMARY_FILE = "feature_summary.json"
 PROPERTY_COLUMNS_FILE = "property_columns.json"
 # And its rejected images with their reasons (tonight's: every span made that night).
 REJECTED_FILE = "rejected.json"
+# Each split's records: one gzipped TFRecord file in {examples}/Split-{name}/, named as
+# Beam's shards, so TFX's readers (Transform, Trainer, StatisticsGen) glob it as theirs.
+EXAMPLES_SHARD_FILE = "data_tfrecord-00000-of-00001.gz"
 
 # The model's architectures (training.architecture; pipeline_src/model/model.py builds them).
 SMALL_CNN = "small_cnn"

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 UPDATED_SPANS = "updated_spans"          # the output key of earlier spans made anew
 RECORD_FEATURES = sorted(features.BYTES_FEATURES + features.INT_FEATURES
                          + features.FLOAT_FEATURES)
-SHARD = "data_tfrecord-00000-of-00001.gz"   # one file per split, named as Beam's shards
 
 
 def to_example_features(image: SourceImage, data: bytes, max_pixels: int) -> dict[str, Any]:
@@ -139,7 +138,7 @@ def write_span(plan: NightPlan, span: Span, splits: dict[str, list[SourceImage]]
     writers = {}
     for split in splits:
         tf.io.gfile.makedirs(os.path.join(uri, f"Split-{split}"))
-        path = os.path.join(uri, f"Split-{split}", SHARD)
+        path = os.path.join(uri, f"Split-{split}", names.EXAMPLES_SHARD_FILE)
         if tf.io.gfile.exists(path):          # a retry into the same folder
             tf.io.gfile.remove(path)
         writers[split] = tf.io.TFRecordWriter(path, options="GZIP")

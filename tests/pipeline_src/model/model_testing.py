@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 import numpy as np
 from PIL import Image
 
-from pipeline_src import features
+from pipeline_src import features, names
 
 LABELS = ["lion", "tiger", "bear"]
 COLOURS = {"lion": (220, 40, 30), "tiger": (40, 200, 50), "bear": (30, 50, 210)}
@@ -81,7 +81,7 @@ def write_split(directory, records) -> str:
     import tensorflow as tf
 
     os.makedirs(directory)
-    path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
+    path = os.path.join(directory, names.EXAMPLES_SHARD_FILE)
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for record in records:
             writer.write(record)
