@@ -96,10 +96,12 @@ def _serialize(values: dict[str, Any]) -> bytes:
 
 
 def span_key(images_: Sequence[SourceImage], max_pixels: int) -> str:
-    """What decides a span's records: each object's name, generation and size, max_pixels
-    (it decides rejections), the features a record holds and the artifact's layout.
-    Another key is a span to make anew."""
-    listing = [[image.uri, image.object.generation if image.object else "",
+    """What decides a span's records: each object's place in the layout (source, night,
+    label, file name: not its absolute uri, so a source moved or renamed whole makes
+    nothing anew), generation and size, max_pixels (it decides rejections), the features
+    a record holds and the artifact's layout. Another key is a span to make anew."""
+    listing = [[image.source, image.night, image.label, image.filename,
+                image.object.generation if image.object else "",
                 image.object.size if image.object else -1] for image in images_]
     text = json.dumps({"format": span_history.FORMAT, "max_pixels": int(max_pixels),
                        "features": RECORD_FEATURES, "images": listing})

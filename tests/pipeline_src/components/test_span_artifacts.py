@@ -200,6 +200,19 @@ def test_the_hash_option_splits_tonight_and_trains_on_the_rest(spans, store):
                       features.EVAL: own[features.EVAL], features.PREVIOUS: 6}
 
 
+def test_a_source_moved_whole_makes_no_span_anew(spans, store, reads, tmp_path):
+    store.night(FIRST)
+    store.night(SECOND)
+    moved = tmp_path / "elsewhere" / "spans"
+    moved.parent.mkdir()
+    spans.rename(moved)                       # the same objects (mtime, size) under a new root
+    store.spans = str(moved)
+    reads.clear()
+    store.night(THIRD)
+    assert store.updated == []
+    assert set(reads) == _night_images(moved, THIRD) and len(reads) == 6
+
+
 def test_the_key_changes_with_the_listing_the_settings_and_the_record_features(
         spans, monkeypatch):
     corpus = list_spans(spans).corpus
