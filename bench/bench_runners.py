@@ -273,7 +273,7 @@ def main() -> int:
                 print(f"{per_label * 3} images, {runner}, run {repeat + 1}: {outcome[0]:.1f} s "
                       f"({outcome[1]['summary']})", flush=True)
     command = " ".join(["bench/bench_runners.py", f"--sizes {args.sizes}"] + (
-        [f"--repeats {args.repeats}", f"--runners {','.join(runners)}"]
+        [f"--repeats {args.repeats}", f"--runners {args.runners}"]
         if args.repeats > 1 or len(runners) < len(RUNNERS) else []))
     if args.repeats > 1 or len(runners) < len(RUNNERS):
         write_section("BENCHMARKS.md", "runners-repeated",
