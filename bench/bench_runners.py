@@ -289,6 +289,16 @@ def _goal(per_label: int) -> float:
     return 1.5 if per_label * 3 < 2000 else 1.15
 
 
+def task_table(seconds: dict[str, dict[str, float]], tasks: list[str]) -> list[str]:
+    """A markdown table of each task's seconds (rows) under each runner (columns)."""
+    lines = ["| task | " + " | ".join(seconds) + " |", "|---|" + "---:|" * len(seconds)]
+    for task in tasks:
+        cells = [by_task.get(task) for by_task in seconds.values()]
+        lines.append(f"| {task} | " + " | ".join(
+            f"{c:.1f}" if c is not None else "" for c in cells) + " |")
+    return lines
+
+
 def _median_run(outcomes: list[tuple[float, dict]]) -> tuple[float, dict]:
     """The run whose wall is the median (the lower middle one of an even count)."""
     ordered = sorted(outcomes, key=lambda o: o[0])
@@ -328,12 +338,8 @@ def render_repeated(results: dict, runners: list[str], load: tuple, command: str
     median_runs = {r: _median_run(results[largest][r]) for r in runners}
     tasks = list(dict.fromkeys(t for r in runners for t in median_runs[r][1]["tasks"]))
     lines += ["", f"Per task at {largest * 3} images in each runner's median run (seconds, "
-              "measured as in the section above):", "",
-              "| task | " + " | ".join(runners) + " |", "|---|" + "---:|" * len(runners)]
-    for task in tasks:
-        cells = [median_runs[r][1]["tasks"].get(task) for r in runners]
-        lines.append(f"| {task} | " + " | ".join(
-            f"{c:.1f}" if c is not None else "" for c in cells) + " |")
+              "measured as in the section above):", ""]
+    lines += task_table({r: median_runs[r][1]["tasks"] for r in runners}, tasks)
     trainer = {r: [o[1]["tasks"].get("Trainer") for o in results[largest][r]] for r in runners}
     lines += ["", f"The Trainer's seconds in every run at {largest * 3} images: " + "; ".join(
         f"{r}: " + ", ".join(f"{t:.0f}" for t in ts if t is not None)
@@ -383,12 +389,8 @@ def render(results: dict, load: tuple, sizes: str) -> str:
     lines += ["", f"Per task at {largest * 3} images (seconds; a scheduler's cell is the "
               "task's whole process, from the executor's `Executing command` line to the "
               "task log's last line, and with two slots tasks overlap; LocalDagRunner's "
-              "ingest and gate + report are its in-process calls):", "",
-              "| task | " + " | ".join(RUNNERS) + " |", "|---|" + "---:|" * len(RUNNERS)]
-    for task in tasks:
-        cells = [by_runner[r][1]["tasks"].get(task) for r in RUNNERS]
-        lines.append(f"| {task} | " + " | ".join(
-            f"{c:.1f}" if c is not None else "" for c in cells) + " |")
+              "ingest and gate + report are its in-process calls):", ""]
+    lines += task_table({r: by_runner[r][1]["tasks"] for r in RUNNERS}, tasks)
     outcomes = "; ".join(f"{r}: {by_runner[r][1]['summary']}" for r in RUNNERS)
     lines += ["", f"Outcome at {largest * 3} images: {outcomes}."]
     return "\n".join(lines)
