@@ -272,10 +272,10 @@ def main() -> int:
                 results[per_label][runner].append(outcome)
                 print(f"{per_label * 3} images, {runner}, run {repeat + 1}: {outcome[0]:.1f} s "
                       f"({outcome[1]['summary']})", flush=True)
+    repeated = args.repeats > 1 or len(runners) < len(RUNNERS)   # the four-runner table needs all
     command = " ".join(["bench/bench_runners.py", f"--sizes {args.sizes}"] + (
-        [f"--repeats {args.repeats}", f"--runners {args.runners}"]
-        if args.repeats > 1 or len(runners) < len(RUNNERS) else []))
-    if args.repeats > 1 or len(runners) < len(RUNNERS):
+        [f"--repeats {args.repeats}", f"--runners {args.runners}"] if repeated else []))
+    if repeated:
         write_section("BENCHMARKS.md", "runners-repeated",
                       render_repeated(results, runners, load, command))
     else:
